@@ -1,0 +1,3 @@
+from convtool.cli import main
+
+main()

@@ -1,0 +1,54 @@
+"""Helpers every command shares: error reporting and thread count."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+from ..errors import ConvtoolError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def print_error(message: str) -> None:
+    """One line on stderr, never wrapped (so scripts can grep it)."""
+    sys.stderr.write(f"convtool: error: {message}\n")
+    sys.stderr.flush()
+
+
+def cli_errors(func: F) -> F:
+    """Turn a user error into one line on stderr and its exit code.
+
+    A :class:`ConvtoolError` (and only that) is reported without a traceback;
+    anything else is a bug and keeps its traceback.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConvtoolError as exc:
+            print_error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            print_error("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def set_threads(threads: int | None) -> None:
+    """Apply ``--threads`` to Numba (imports numba, so call it only when computing)."""
+    if threads is None:
+        return
+    import numba
+
+    if threads < 1:
+        from ..errors import UsageError
+
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))

@@ -1,0 +1,7 @@
+"""Placeholder: the `summary` command is being built."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass
