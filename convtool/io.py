@@ -1,0 +1,616 @@
+"""Reading and writing images: Pillow, stdin/stdout, 16-bit and float files.
+
+Only this module (and the commands) import Pillow; the compute core never does.
+
+Reading (:func:`read_image`) gives an :class:`Image`: the colour channels as
+float32 on the file's own scale (0..255 for 8-bit files, 0..65535 for 16-bit,
+the stored values for float TIFFs), the alpha channel apart, and the bit depth.
+
+==============  ===========================================================
+file mode       what read_image returns
+==============  ===========================================================
+1               (H,W), values 0 and 255, depth 8
+L, LA           (H,W) [+ alpha], depth 8
+P, PA           palette expanded to RGB; a transparency entry becomes alpha
+RGB, RGBA       (H,W,3) [+ alpha], depth 8 (CMYK, YCbCr, RGBX become RGB)
+I;16, I;16B     (H,W), values 0..65535, depth 16
+I               depth 16 if every value is in 0..65535, else depth 32
+F               (H,W) float32 as stored, depth 32
+==============  ===========================================================
+
+Writing (:func:`write_image`) scales the float result to 8 or 16 bits through
+:func:`convtool.scaling.to_depth`, except for ``.npy`` and ``.tif``/``.tiff``,
+which hold the raw float32 values (a float TIFF stores one channel per page:
+a colour result is written channel by channel, a stack of M maps as M pages,
+an (M,H,W,C) stack as M*C pages in that order). Raw outputs hold the filtered
+channels only, no alpha. Every file is written to a temporary name in its
+directory and renamed into place, so a failed or interrupted write leaves
+nothing behind.
+
+Limits: Pillow reads 16-bit *colour* PNGs at 8 bits; JPEG, BMP and WebP are
+8-bit formats (JPEG drops alpha); 16-bit colour PNGs are written by a small
+built-in encoder.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import os
+import secrets
+import struct
+import sys
+import warnings
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, UsageError
+from .scaling import to_depth
+
+#: Default PNG zlib level. Measured on 4096x4096 gray and 2048x2048 RGB
+#: filter outputs (see ``benchmarks/`` notes in the README): level 1 encodes
+#: several times faster than Pillow's default 6 for files a few percent larger.
+DEFAULT_PNG_LEVEL = 1
+
+#: Extension (lower case, no dot) -> output format name.
+FORMATS: dict[str, str] = {
+    "png": "png",
+    "jpg": "jpeg",
+    "jpeg": "jpeg",
+    "tif": "tiff",
+    "tiff": "tiff",
+    "bmp": "bmp",
+    "webp": "webp",
+    "npy": "npy",
+}
+
+#: Formats that hold the raw float32 result, unscaled.
+RAW_FORMATS = frozenset({"npy", "tiff"})
+
+#: Formats that hold only 8 bits per sample.
+EIGHT_BIT_FORMATS = frozenset({"jpeg", "bmp", "webp"})
+
+#: Pillow's name for each integer output format.
+_PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "bmp": "BMP", "webp": "WEBP"}
+
+# ITU-R 601-2 luma weights, as Pillow's RGB -> L conversion uses them.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+_MAX_PIXELS_ENV = "CONVTOOL_MAX_PIXELS"
+
+
+@dataclass
+class Image:
+    """A decoded image on its own value scale.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        float32 (H,W) or (H,W,C), colour channels only.
+    alpha : numpy.ndarray or None
+        float32 (H,W) on the same scale as ``data``, or None.
+    depth : int
+        8, 16 or 32 (float).
+    mode : str
+        The file's Pillow mode ("L", "RGBA", "I;16", ...).
+    name : str
+        The path it came from, or "-" for stdin.
+    """
+
+    data: np.ndarray
+    alpha: np.ndarray | None
+    depth: int
+    mode: str
+    name: str
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of ``data``."""
+        return tuple(self.data.shape)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _display_name(source: str | os.PathLike) -> str:
+    return "-" if str(source) == "-" else os.fspath(source)
+
+
+def _open_bytes(source: str | os.PathLike, name: str) -> _io.BytesIO | str:
+    """Return what Pillow should open, after the checks that need no decoder."""
+    if name == "-":
+        data = sys.stdin.buffer.read()
+        if not data:
+            raise InputError("-: standard input is empty (0 bytes): pipe an image into it")
+        return _io.BytesIO(data)
+    path = Path(source)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read it ({exc.strerror or exc})") from None
+    if path.is_dir():
+        raise InputError(f"{name}: is a directory, not an image (pass the files or a glob)")
+    if size == 0:
+        raise InputError(f"{name}: empty file (0 bytes), not an image")
+    return os.fspath(path)
+
+
+def _max_pixels() -> int | None:
+    from PIL import Image as PILImage
+
+    value = os.environ.get(_MAX_PIXELS_ENV)
+    if value:
+        try:
+            return int(value)
+        except ValueError:
+            raise UsageError(f"{_MAX_PIXELS_ENV} must be a whole number, got {value!r}") from None
+    return PILImage.MAX_IMAGE_PIXELS
+
+
+def _bomb_message(name: str, size: tuple[int, int] | None, limit: int | None) -> str:
+    dims = f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size else "too many pixels"
+    return (
+        f"{name}: image is {dims}, above the decompression-bomb limit of {limit:,} pixels; "
+        f"if you trust the file, raise the limit with {_MAX_PIXELS_ENV}=N"
+    )
+
+
+def _decode(source: _io.BytesIO | str, name: str):  # -> PIL.Image.Image
+    """Open and fully load an image, turning every failure into InputError."""
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    limit = _max_pixels()
+    old_limit = PILImage.MAX_IMAGE_PIXELS
+    im = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+        try:
+            PILImage.MAX_IMAGE_PIXELS = limit
+            im = PILImage.open(source)
+            im.load()  # decode everything now, so a truncated file fails here
+        except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
+            size = getattr(im, "size", None)
+            if size is None:
+                size = _peek_size(source)
+            raise InputError(_bomb_message(name, size, limit)) from None
+        except UnidentifiedImageError:
+            raise InputError(
+                f"{name}: not an image Pillow can read (PNG, JPEG, TIFF, BMP, WebP expected)"
+            ) from None
+        except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error) as exc:
+            detail = str(exc).strip() or type(exc).__name__
+            if "truncated" in detail.lower():
+                raise InputError(f"{name}: truncated image file ({detail})") from None
+            raise InputError(f"{name}: corrupt or unreadable image ({detail})") from None
+        finally:
+            PILImage.MAX_IMAGE_PIXELS = old_limit
+    return im
+
+
+def _peek_size(source: _io.BytesIO | str) -> tuple[int, int] | None:
+    """Image size from the header alone (no bomb check), for the error message."""
+    from PIL import Image as PILImage
+
+    old = PILImage.MAX_IMAGE_PIXELS
+    try:
+        PILImage.MAX_IMAGE_PIXELS = None
+        if isinstance(source, _io.BytesIO):
+            source.seek(0)
+        with PILImage.open(source) as im:
+            return im.size
+    except Exception:  # noqa: BLE001 - only for a nicer message
+        return None
+    finally:
+        PILImage.MAX_IMAGE_PIXELS = old
+
+
+def _exif_upright(im):  # -> PIL.Image.Image
+    """Apply the EXIF orientation tag (as viewers and OpenCV do)."""
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block is not worth failing for
+        return im
+    if orientation in (2, 3, 4, 5, 6, 7, 8):
+        from PIL import ImageOps
+
+        return ImageOps.exif_transpose(im)
+    return im
+
+
+def _to_arrays(im, name: str) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Pillow image -> (float32 data, float32 alpha or None, depth)."""
+    mode = im.mode
+    if mode == "P" or mode == "PA":
+        has_alpha = mode == "PA" or "transparency" in im.info or im.palette.mode == "RGBA"
+        im = im.convert("RGBA" if has_alpha else "RGB")
+        mode = im.mode
+    elif mode in ("1",):
+        im = im.convert("L")
+        mode = "L"
+    elif mode in ("RGBX", "CMYK", "YCbCr"):
+        im = im.convert("RGB")
+        mode = "RGB"
+    elif mode in ("RGBa", "La"):
+        im = im.convert(mode[:-1] + "A")
+        mode = im.mode
+
+    if mode in ("L", "RGB"):
+        return np.asarray(im).astype(np.float32), None, 8
+    if mode in ("LA", "RGBA"):
+        arr = np.asarray(im)
+        colour = arr[..., 0] if mode == "LA" else arr[..., :3]
+        return colour.astype(np.float32), arr[..., -1].astype(np.float32), 8
+    if mode.startswith("I;16"):
+        return np.asarray(im).astype(np.float32), None, 16
+    if mode == "I":
+        arr = np.asarray(im)
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        return arr.astype(np.float32), None, 16 if lo >= 0 and hi <= 65535 else 32
+    if mode == "F":
+        return np.asarray(im).astype(np.float32), None, 32
+    raise InputError(
+        f"{name}: unsupported image mode {mode!r} "
+        "(supported: 1, L, LA, P, RGB, RGBA, CMYK, YCbCr, I;16, I, F); convert it first"
+    )
+
+
+def read_image(source: str | os.PathLike, *, gray: bool = False) -> Image:
+    """Read an image file (or stdin) into float32 arrays on its own scale.
+
+    Parameters
+    ----------
+    source : str or os.PathLike
+        A path, or ``"-"`` for the bytes on standard input.
+    gray : bool
+        Convert colour to luminance (ITU-R 601-2 weights 0.299, 0.587, 0.114,
+        as Pillow's ``L`` conversion, computed in float on the file's scale).
+
+    Returns
+    -------
+    Image
+        ``data`` (H,W) or (H,W,3), ``alpha`` or None, ``depth`` 8, 16 or 32.
+
+    Raises
+    ------
+    InputError
+        One line naming the file: no such file, empty file, not an image,
+        truncated, decompression bomb, unsupported mode.
+
+    Examples
+    --------
+    >>> img = read_image("samples/camera.png")
+    >>> img.data.shape, img.data.dtype, img.depth, img.alpha is None
+    ((512, 512), dtype('float32'), 8, True)
+    """
+    name = _display_name(source)
+    opened = _open_bytes(source, name)
+    im = _decode(opened, name)
+    try:
+        mode = im.mode
+        im = _exif_upright(im)
+        data, alpha, depth = _to_arrays(im, name)
+    finally:
+        im.close()
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    if gray and data.ndim == 3:
+        data = luminance(data)
+    return Image(data=data, alpha=alpha, depth=depth, mode=mode, name=name)
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601-2 luma of an (H,W,3) array, in float32 on the same scale.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> float(luminance(np.array([[[255, 255, 255]]], dtype=np.float32))[0, 0])
+    255.0
+    """
+    rgb = np.asarray(rgb, dtype=np.float32)
+    out = rgb[..., 0] * _LUMA[0]
+    out += rgb[..., 1] * _LUMA[1]
+    out += rgb[..., 2] * _LUMA[2]
+    return out
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def output_format(dest: str | os.PathLike, fmt: str | None = None) -> str:
+    """Output format name for a destination and an optional ``--format``.
+
+    Examples
+    --------
+    >>> output_format("a/b.TIF"), output_format("-"), output_format("x.dat", "jpg")
+    ('tiff', 'png', 'jpeg')
+    """
+    if fmt:
+        key = fmt.lower().lstrip(".")
+        if key not in FORMATS:
+            raise UsageError(f"unknown --format {fmt!r}: use one of {', '.join(FORMATS)}")
+        return FORMATS[key]
+    if str(dest) == "-":
+        return "png"
+    ext = Path(dest).suffix.lower().lstrip(".")
+    if ext not in FORMATS:
+        raise UsageError(
+            f"cannot tell the output format of {os.fspath(dest)!r}: "
+            f"use an extension ({', '.join('.' + e for e in FORMATS)}) or --format"
+        )
+    return FORMATS[ext]
+
+
+def check_not_input(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike]):
+    """Refuse any output path that resolves to one of the input paths.
+
+    Raises
+    ------
+    UsageError
+        Naming the path, before any work is done.
+
+    Examples
+    --------
+    >>> check_not_input(["out.png"], ["in.png"])
+    >>> try:
+    ...     check_not_input(["./in.png"], ["in.png"])
+    ... except UsageError as exc:
+    ...     print(exc)
+    output in.png is also an input: refusing to overwrite it; choose another -o
+    """
+
+    def key(p: str | os.PathLike) -> str:
+        return os.path.normcase(os.path.realpath(os.fspath(p)))
+
+    seen = {key(p): p for p in inputs if str(p) != "-"}
+    for out in outputs:
+        if str(out) == "-":
+            continue
+        hit = seen.get(key(out))
+        if hit is not None:
+            raise UsageError(
+                f"output {os.fspath(hit)} is also an input: refusing to overwrite it; "
+                "choose another -o"
+            )
+
+
+def _atomic_write(dest: str | os.PathLike, write) -> None:
+    """Call ``write(fileobj)`` on a temporary file next to ``dest``, then rename it."""
+    dest = Path(dest)
+    parent = dest.parent
+    tmp = parent / f".{dest.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except FileNotFoundError:
+        raise InputError(f"{dest}: output directory {parent} does not exist") from None
+    except OSError as exc:
+        raise InputError(f"{dest}: cannot write in {parent} ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, dest)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and not isinstance(exc, InputError):
+            raise InputError(f"{dest}: cannot write it ({exc.strerror or exc})") from None
+        raise
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(payload))
+        + kind
+        + payload
+        + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+    )
+
+
+def encode_png16(pixels: np.ndarray, level: int = DEFAULT_PNG_LEVEL) -> bytes:
+    """Encode a uint16 (H,W) or (H,W,C) array (C = 1..4) as a 16-bit PNG.
+
+    Pillow has no 16-bit colour mode, so colour and gray+alpha 16-bit PNGs
+    are written here: filter type 0 (none) on every row, one zlib stream.
+    """
+    pixels = np.asarray(pixels, dtype=np.uint16)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    h, w, c = pixels.shape
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    rows = np.empty((h, 1 + w * c * 2), dtype=np.uint8)
+    rows[:, 0] = 0
+    rows[:, 1:] = pixels.astype(">u2").reshape(h, -1).view(np.uint8)
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            _png_chunk(b"IHDR", ihdr),
+            _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), level)),
+            _png_chunk(b"IEND", b""),
+        )
+    )
+
+
+def _raw_pages(data: np.ndarray, stack: bool) -> list[np.ndarray]:
+    """float32 2-D pages for a float TIFF, in (map, channel) order."""
+    arr = np.asarray(data, dtype=np.float32)
+    if stack:
+        maps = list(arr)
+    else:
+        maps = [arr]
+    pages: list[np.ndarray] = []
+    for m in maps:
+        if m.ndim == 2:
+            pages.append(m)
+        else:
+            pages.extend(m[..., c] for c in range(m.shape[-1]))
+    return [np.ascontiguousarray(p) for p in pages]
+
+
+def _check_shape(data: np.ndarray, stack: bool) -> None:
+    need = (3, 4) if stack else (2, 3)
+    if data.ndim not in need:
+        what = "(M,H,W) or (M,H,W,C)" if stack else "(H,W) or (H,W,C)"
+        raise UsageError(f"cannot write an array of shape {data.shape}: expected {what}")
+
+
+def encode_image(
+    data: np.ndarray,
+    *,
+    fmt: str = "png",
+    alpha: np.ndarray | None = None,
+    depth: int = 8,
+    scale: str = "clip",
+    compress: int | None = None,
+    stack: bool = False,
+    source_depth: int | None = None,
+) -> bytes:
+    """Encode a result to the bytes of a file of format ``fmt``.
+
+    See :func:`write_image` for the parameters; this does no file I/O.
+    """
+    data = np.asarray(data)
+    _check_shape(data, stack)
+    if fmt == "npy":
+        buf = _io.BytesIO()
+        np.save(buf, np.asarray(data, dtype=np.float32))
+        return buf.getvalue()
+    if fmt == "tiff":
+        from PIL import Image as PILImage
+
+        pages = [PILImage.fromarray(p, mode=None) for p in _raw_pages(data, stack)]
+        buf = _io.BytesIO()
+        pages[0].save(buf, format="TIFF", save_all=len(pages) > 1, append_images=pages[1:])
+        return buf.getvalue()
+    if stack:
+        raise UsageError(
+            "--combine stack gives one map per kernel: write it to a .tif/.tiff "
+            "(one page per map) or .npy file, or combine with magnitude, max or sum"
+        )
+    if depth not in (8, 16):
+        raise UsageError(f"--depth must be 8 or 16, got {depth!r}")
+    if depth == 16 and fmt in EIGHT_BIT_FORMATS:
+        raise UsageError(f"{fmt.upper()} holds 8 bits per sample: use .png for --depth 16")
+    if compress is not None and not 0 <= int(compress) <= 9:
+        raise UsageError(f"--compress must be a zlib level 0..9, got {compress!r}")
+
+    values = data
+    if source_depth in (8, 16) and source_depth != depth and scale in ("clip", "abs"):
+        factor = ((1 << depth) - 1) / ((1 << source_depth) - 1)
+        values = np.asarray(data, dtype=np.float32) * np.float32(factor)
+        if alpha is not None:
+            alpha = np.asarray(alpha, dtype=np.float32) * np.float32(factor)
+    if values.ndim == 3 and values.shape[-1] == 1:
+        values = values[..., 0]
+    if values.ndim == 3 and values.shape[-1] not in (3,):
+        raise UsageError(
+            f"cannot write {values.shape[-1]} channels to {fmt.upper()}: "
+            "use .npy or .tif, or --gray"
+        )
+    pixels = to_depth(values, scale, depth)
+    if alpha is not None and fmt != "jpeg":
+        a = to_depth(alpha, "clip", depth)
+        pixels = np.dstack([pixels, a])
+    level = DEFAULT_PNG_LEVEL if compress is None else int(compress)
+
+    if depth == 16:  # PNG only here
+        if pixels.ndim == 2:
+            from PIL import Image as PILImage
+
+            buf = _io.BytesIO()
+            PILImage.fromarray(pixels).save(buf, format="PNG", compress_level=level)
+            return buf.getvalue()
+        return encode_png16(pixels, level)
+
+    from PIL import Image as PILImage
+
+    im = PILImage.fromarray(pixels)
+    buf = _io.BytesIO()
+    if fmt == "png":
+        im.save(buf, format="PNG", compress_level=level)
+    elif fmt == "jpeg":
+        im.save(buf, format="JPEG", quality=95)
+    elif fmt == "webp":
+        im.save(buf, format="WEBP", lossless=True)
+    else:
+        im.save(buf, format=_PIL_FORMAT[fmt])
+    return buf.getvalue()
+
+
+def write_image(
+    dest: str | os.PathLike,
+    data: np.ndarray,
+    *,
+    alpha: np.ndarray | None = None,
+    depth: int = 8,
+    scale: str = "clip",
+    fmt: str | None = None,
+    compress: int | None = None,
+    stack: bool = False,
+    source_depth: int | None = None,
+) -> None:
+    """Write a float result as an image file, atomically.
+
+    Parameters
+    ----------
+    dest : str or os.PathLike
+        Output path, or ``"-"`` for standard output (PNG unless ``fmt``).
+    data : numpy.ndarray
+        (H,W) or (H,W,C); with ``stack=True`` (M,H,W) or (M,H,W,C).
+    alpha : numpy.ndarray, optional
+        (H,W) alpha on the same scale as the input; not written to JPEG or
+        to the raw formats.
+    depth : {8, 16}
+        Bits per sample for PNG (JPEG, BMP and WebP are 8-bit only).
+    scale : str
+        How values reach the integer range (:func:`convtool.scaling.to_depth`);
+        ignored by ``.npy`` and ``.tif``, which keep raw float32.
+    fmt : str, optional
+        Format name or extension; default from ``dest``'s extension.
+    compress : int, optional
+        PNG zlib level 0..9 (default :data:`DEFAULT_PNG_LEVEL`).
+    stack : bool
+        ``data`` is a stack of maps (filter bank with ``--combine stack``).
+    source_depth : {8, 16}, optional
+        Depth of the input. With ``clip`` or ``abs``, values move to the
+        output's scale (x257 from 8 to 16 bits, /257 the other way).
+
+    Raises
+    ------
+    UsageError
+        Unknown format, wrong depth for the format, a stack to an image format.
+    InputError
+        The file could not be written (no partial file is left).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> write_image(os.path.join(d, "r.png"), np.full((4, 6), 300.0))
+    >>> read_image(os.path.join(d, "r.png")).data.max()
+    np.float32(255.0)
+    """
+    kind = output_format(dest, fmt)
+    payload = encode_image(
+        data,
+        fmt=kind,
+        alpha=alpha,
+        depth=depth,
+        scale=scale,
+        compress=compress,
+        stack=stack,
+        source_depth=source_depth,
+    )
+    if str(dest) == "-":
+        out = sys.stdout.buffer
+        out.write(payload)
+        out.flush()
+        return
+    _atomic_write(dest, lambda fh: fh.write(payload))
