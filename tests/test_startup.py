@@ -1,0 +1,178 @@
+"""Start-up hygiene: light commands never import Numba; the Numba cache always has a home.
+
+No timing assertions here (a shared CI machine makes them flaky); the times
+themselves are measured by benchmarks/bench_cli.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import convtool.core as core
+
+# Runs the CLI's main() with the given argv in a fresh interpreter, then reports
+# which heavy modules ended up imported and how the CLI exited.
+_PROBE = r"""
+import json, sys
+sys.argv = ["convtool", *json.loads(sys.argv[1])]
+from convtool.cli import main
+code = 0
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+heavy = sorted(m for m in ("numba", "llvmlite", "convtool.filtering", "convtool.pooling",
+                           "convtool.core", "scipy", "cv2") if m in sys.modules)
+sys.__stderr__.write("\nPROBE " + json.dumps({"code": code, "heavy": heavy}) + "\n")
+"""
+
+
+def _probe(args: list[str], env: dict[str, str] | None = None) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("PROBE ")]
+    assert lines, f"probe did not finish: rc={proc.returncode}\n{proc.stderr[-2000:]}"
+    result = json.loads(lines[-1][len("PROBE ") :])
+    result["stdout"] = proc.stdout
+    return result
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["kernels"],
+        ["convolve", "--help"],
+        ["pool", "--help"],
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_light_commands_do_not_import_numba(args: list[str]) -> None:
+    result = _probe(args)
+    assert result["code"] == 0, result
+    assert "numba" not in result["heavy"], f"`convtool {' '.join(args)}` imported {result}"
+    assert "convtool.core" not in result["heavy"]
+    assert result["stdout"].strip(), "the command printed nothing"
+
+
+def test_help_lists_warmup() -> None:
+    result = _probe(["--help"])
+    assert "warmup" in result["stdout"]
+
+
+# ---------------------------------------------------------------- cache location
+
+
+@pytest.fixture
+def fake_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """A fake package dir, user cache dir and temp dir; writability is decided by a set."""
+    pkg = tmp_path / "site-packages" / "convtool" / "core"
+    pkg.mkdir(parents=True)
+    xdg = tmp_path / "xdg"
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
+    monkeypatch.setattr(core, "__file__", str(pkg / "__init__.py"))
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp))
+    read_only: set[Path] = set()
+    real_writable = core._writable
+
+    def writable(path: Path) -> bool:
+        # root ignores permission bits, so a chmod'ed directory cannot stand in for a
+        # read-only site-packages here; refuse writes under the chosen roots instead.
+        if any(path == ro or ro in path.parents for ro in read_only):
+            return False
+        return real_writable(path)
+
+    monkeypatch.setattr(core, "_writable", writable)
+    return {"pkg": pkg, "xdg": xdg, "tmp": tmp, "read_only": read_only}
+
+
+def test_user_setting_wins(fake_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(fake_env["tmp"] / "mine"))
+    fake_env["read_only"].add(fake_env["pkg"])
+    assert core.choose_cache_dir() is None  # keep the user's NUMBA_CACHE_DIR as it is
+
+
+def test_writable_package_dir_keeps_numba_default(fake_env) -> None:
+    assert core.choose_cache_dir() is None
+    assert (fake_env["pkg"] / "__pycache__").is_dir()
+
+
+def test_read_only_package_dir_falls_back_to_user_cache(fake_env) -> None:
+    fake_env["read_only"].add(fake_env["pkg"])
+    chosen = core.choose_cache_dir()
+    assert chosen == str(fake_env["xdg"] / "convtool" / "numba")
+    assert Path(chosen).is_dir()
+    assert os.access(chosen, os.W_OK)
+
+
+def test_without_xdg_uses_home_cache(fake_env, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    fake_env["read_only"].add(fake_env["pkg"])
+    assert core.choose_cache_dir() == str(tmp_path / "home" / ".cache" / "convtool" / "numba")
+
+
+def test_then_the_temp_dir(fake_env) -> None:
+    fake_env["read_only"].update({fake_env["pkg"], fake_env["xdg"]})
+    assert core.choose_cache_dir() == str(fake_env["tmp"] / "convtool-numba")
+
+
+def test_nothing_writable_leaves_numba_alone(fake_env) -> None:
+    fake_env["read_only"].update({fake_env["pkg"], fake_env["xdg"], fake_env["tmp"]})
+    assert core.choose_cache_dir() is None
+
+
+def test_writable_probe_on_real_filesystem(tmp_path: Path) -> None:
+    assert core._writable(tmp_path / "a" / "b")
+    assert not list((tmp_path / "a" / "b").iterdir()), "the probe file was left behind"
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert not core._writable(blocker / "cache")  # fails even for root
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores chmod")
+def test_writable_probe_refuses_read_only_dir(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        assert not core._writable(ro)
+        assert not core._writable(ro / "sub")
+    finally:
+        ro.chmod(0o755)
+
+
+@pytest.mark.parametrize("user_dir", [True, False], ids=["user-set", "unset"])
+def test_numba_sees_the_chosen_dir(tmp_path: Path, user_dir: bool) -> None:
+    """End to end: convtool.core runs before numba reads its config, so they agree."""
+    code = (
+        "import os, json, convtool.core\n"
+        "import numba.core.config as cfg\n"
+        "print(json.dumps([os.environ.get('NUMBA_CACHE_DIR', ''), cfg.CACHE_DIR]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    if user_dir:
+        env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba-cache")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    env_value, numba_value = json.loads(out.stdout)
+    assert env_value == numba_value
+    if user_dir:
+        assert numba_value == str(tmp_path / "numba-cache")
