@@ -498,6 +498,7 @@ def image_batch(
     quiet: bool = False,
     json_lines: bool = False,
     stack: bool = False,
+    scale: str | None = None,
 ) -> int:
     """Run an image -> image command over a batch; return the exit code.
 
@@ -528,6 +529,13 @@ def image_batch(
             raise UsageError(
                 f"--combine stack gives one map per kernel, which {bad[0]} cannot hold: "
                 "write a .tif/.tiff (one page per map) or .npy file"
+            )
+    if scale == "raw":
+        bad = [o for o, k in kinds.items() if k not in RAW_FORMATS]
+        if bad:
+            raise UsageError(
+                f"--scale raw keeps exact float values, which {bad[0]} cannot hold: "
+                "write a .npy or .tif/.tiff file, or choose another --scale"
             )
     if depth == 16:
         bad = [o for o, k in kinds.items() if k in ("jpeg", "bmp", "webp")]

@@ -1,7 +1,277 @@
-"""Placeholder: the `convolve` command is being built."""
+"""`convtool convolve`: filter images with a kernel or a bank of kernels.
+
+Only Typer and the standard library at module level: numpy, Numba and Pillow
+are imported when the command runs, so ``convtool convolve --help`` is fast.
+"""
+
+from __future__ import annotations
 
 import typer
 
+from ._common import cli_errors
+
+COMBINES = ("magnitude", "max", "sum", "stack")
+SCALES = ("auto", "clip", "abs", "normalize", "offset", "raw")
+
+HELP = """\
+Convolve images with a kernel (true convolution, as scipy.ndimage.convolve;
+--correlate for what a CNN layer computes). Several -k make a filter bank.
+
+[bold]Examples[/bold]
+
+  convtool convolve photo.png -k sobel -o edges.png
+
+  convtool convolve 'shots/*.jpg' -k gaussian:sigma=2 -o out/
+
+  convtool convolve a.png b.png -k sharpen -o 'out/{stem}_sharp.png'
+
+  convtool convolve scan.tif -k "1 0 -1; 2 0 -2; 1 0 -1" --pad valid --scale abs -o gx.png
+
+  convtool convolve img.png -k sobel-x -k sobel-y -k laplacian --combine stack -o maps.tif
+
+  cat a.png | convtool convolve - -k box:5 -o - | display
+
+[bold]Kernels[/bold] (-k SPEC): NAME, NAME:VALUE, NAME:key=value,..., an inline matrix
+"1 0 -1; 2 0 -2; 1 0 -1", or @file (.txt, .csv, .npy). `convtool kernels` lists
+the names; `convtool kernels show SPEC` prints the weights.
+
+[bold]Pad modes[/bold] (--pad, row abcd): zero/constant 00|abcd|00 (--pad-value V),
+replicate (edge, nearest) aa|abcd|dd, reflect (default) cb|abcd|cb,
+symmetric ba|abcd|dc, wrap (circular) cd|abcd|ab, valid: no padding, the
+output shrinks by (K-1)*D.
+
+[bold]Scale[/bold]: values are computed in float on the image's scale (0..255, 0..65535).
+--scale auto uses the kernel's own choice (`convtool kernels` lists it); for
+several -k: clip when every kernel is a clip kernel and --combine max, else
+normalize. .npy and .tif/.tiff outputs hold the raw float32 result.
+
+[bold]Alpha[/bold] is carried through untouched; when stride or valid padding shrinks
+the output, it is sampled at each output pixel's anchor (kernel centre).
+
+[bold]Outputs[/bold]: without -o, <stem>_convolve.png next to each input (stdout for -);
+-o DIR/ writes DIR/<stem>.png; templates take {stem} {name} {ext} {parent}
+{index}. Exit codes: 0 ok, 1 some inputs failed, 2 usage error.
+"""
+
+
+def _bank_scale(specs, combine: str) -> str:
+    """``--scale auto`` for several kernels (a bank)."""
+    if combine == "stack":
+        return "raw"
+    if combine == "max" and all(s.scale == "clip" for s in specs):
+        return "clip"
+    return "normalize"
+
+
+def _alpha_sample(alpha, out_shape, *, stride: int, dilation: int, valid: bool, kshape, flip):
+    """Alpha at each output pixel's anchor, or the alpha itself when sizes match."""
+    if alpha is None:
+        return None
+    oh, ow = out_shape[:2]
+    if alpha.shape == (oh, ow):
+        return alpha
+    offsets = []
+    for k in kshape:
+        anchor = (k - 1) // 2 if flip else k // 2
+        offsets.append(dilation * anchor if valid else 0)
+    oy, ox = offsets
+    return alpha[oy : oy + (oh - 1) * stride + 1 : stride, ox : ox + (ow - 1) * stride + 1 : stride]
+
+
+def convolve_command(
+    inputs: list[str] = typer.Argument(
+        ..., help="Image files, quoted globs, directories, or - for stdin.", show_default=False
+    ),
+    kernel: list[str] = typer.Option(
+        ...,
+        "-k",
+        "--kernel",
+        help="Kernel spec; repeat for a filter bank. See `convtool kernels`.",
+        show_default=False,
+    ),
+    pad: str = typer.Option(
+        "reflect",
+        "--pad",
+        help="Border: zero|constant, replicate|edge, reflect, symmetric, wrap, valid.",
+    ),
+    pad_value: float = typer.Option(0.0, "--pad-value", help="Fill value for --pad constant."),
+    stride: int = typer.Option(1, "--stride", "-s", help="Step between output pixels."),
+    dilation: int = typer.Option(1, "--dilation", "-d", help="Spacing of kernel taps."),
+    correlate: bool = typer.Option(
+        False, "--correlate", help="Correlation (no kernel flip), as CNN layers compute."
+    ),
+    combine: str | None = typer.Option(
+        None,
+        "--combine",
+        "-c",
+        help="Merge several responses: magnitude|max|sum|stack. Default: the kernel's own "
+        "(sobel: magnitude, kirsch: max); magnitude for several -k.",
+        show_default=False,
+    ),
+    scale: str = typer.Option(
+        "auto", "--scale", help="To 8/16 bits: auto|clip|abs|normalize|offset|raw."
+    ),
+    gray: bool = typer.Option(False, "--gray", "-g", help="Convert to luminance first."),
+    depth: int | None = typer.Option(
+        None,
+        "--depth",
+        help="Output bits per sample, 8 or 16 (PNG). Default: the input's.",
+        show_default=False,
+    ),
+    output: str | None = typer.Option(
+        None, "-o", "--output", help="Output file, -, DIR/ or template.", show_default=False
+    ),
+    fmt: str | None = typer.Option(
+        None,
+        "--format",
+        "-f",
+        help="Output format (png, jpg, tif, bmp, webp, npy); default from the extension.",
+        show_default=False,
+    ),
+    compress: int | None = typer.Option(
+        None,
+        "--compress",
+        help="PNG zlib level 0..9 (default 1: fast, files a little larger).",
+        show_default=False,
+    ),
+    jobs: int | None = typer.Option(
+        None, "--jobs", "-j", help="Files in flight at once.", show_default=False
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", "-t", help="Compute threads (Numba).", show_default=False
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    json_lines: bool = typer.Option(False, "--json", help="One JSON object per output on stdout."),
+) -> None:
+    code = run_convolve(
+        inputs,
+        kernel,
+        pad=pad,
+        pad_value=pad_value,
+        stride=stride,
+        dilation=dilation,
+        correlate=correlate,
+        combine=combine,
+        scale=scale,
+        gray=gray,
+        depth=depth,
+        output=output,
+        fmt=fmt,
+        compress=compress,
+        jobs=jobs,
+        threads=threads,
+        quiet=quiet,
+        json_lines=json_lines,
+    )
+    if code:
+        raise typer.Exit(code)
+
+
+def run_convolve(
+    inputs,
+    kernel_specs,
+    *,
+    pad="reflect",
+    pad_value=0.0,
+    stride=1,
+    dilation=1,
+    correlate=False,
+    combine=None,
+    scale="auto",
+    gray=False,
+    depth=None,
+    output=None,
+    fmt=None,
+    compress=None,
+    jobs=None,
+    threads=None,
+    quiet=False,
+    json_lines=False,
+) -> int:
+    """Validate everything that needs no pixels, then run the batch; return the exit code."""
+    from ..batch import image_batch
+    from ..errors import UsageError
+    from ..kernels import resolve
+    from ..modes import check_positive_int, normalize_pad
+    from ._common import set_threads
+
+    pad = normalize_pad(pad)
+    stride = check_positive_int("--stride", stride)
+    dilation = check_positive_int("--dilation", dilation)
+    if combine is not None and combine not in COMBINES:
+        raise UsageError(f"unknown --combine {combine!r}: use {', '.join(COMBINES)}")
+    if scale not in SCALES:
+        raise UsageError(f"unknown --scale {scale!r}: use {', '.join(SCALES)}")
+    specs = [resolve(k) for k in kernel_specs]
+    if not specs:
+        raise UsageError("give a kernel with -k (e.g. -k sobel); `convtool kernels` lists them")
+    set_threads(threads)
+
+    single = len(specs) == 1 and combine is None
+    if single:
+        spec = specs[0]
+        is_stack = False
+        auto_scale = spec.scale
+    else:
+        weights = [w for s in specs for w in s.weights]
+        bank_combine = combine or "magnitude"
+        if len(weights) == 1 and bank_combine != "stack":
+            single, spec, is_stack, auto_scale = True, specs[0], False, specs[0].scale
+        else:
+            is_stack = bank_combine == "stack"
+            auto_scale = _bank_scale(specs, bank_combine)
+    used_scale = auto_scale if scale == "auto" else scale
+    kshape = tuple(max(w.shape[i] for s in specs for w in s.weights) for i in (0, 1))
+    options = dict(
+        pad=pad,
+        pad_value=pad_value,
+        stride=stride,
+        dilation=dilation,
+        correlate=correlate,
+        threads=threads,
+    )
+
+    def compute(image):
+        from .. import filtering
+
+        if single:
+            result = filtering.convolve(image.data, spec, **options)
+        else:
+            result = filtering.filter_bank(image.data, weights, combine=bank_combine, **options)
+        out_shape = result.shape[1:] if is_stack else result.shape
+        alpha = _alpha_sample(
+            image.alpha,
+            out_shape,
+            stride=stride,
+            dilation=dilation,
+            valid=pad == "valid",
+            kshape=kshape,
+            flip=not correlate,
+        )
+        return result, alpha, used_scale, is_stack
+
+    return image_batch(
+        command="convolve",
+        inputs=inputs,
+        output=output,
+        compute=compute,
+        gray=gray,
+        depth=depth,
+        fmt=fmt,
+        compress=compress,
+        jobs=jobs,
+        quiet=quiet,
+        json_lines=json_lines,
+        stack=is_stack,
+        scale=used_scale,
+    )
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    """Add ``convolve`` to the app."""
+    app.command(
+        "convolve",
+        help=HELP,
+        short_help="Filter images with a kernel or a bank of kernels.",
+        no_args_is_help=True,
+    )(cli_errors(convolve_command))
