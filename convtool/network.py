@@ -80,7 +80,22 @@ _CONV_KEYS = (
     "dilation",
     "groups",
 )
-_POOL_KEYS = ("mode", "size", "stride", "pad", "ceil", "seed", "p", "ratio", "output_size")
+_POOL_KEYS = (
+    "mode",
+    "size",
+    "stride",
+    "pad",
+    "padding",
+    "pad_value",
+    "ceil",
+    "seed",
+    "p",
+    "eval",
+    "ratio",
+    "output_size",
+    "sequence",
+    "overlapping",
+)
 _POOL_MODES = ("max", "avg", "min", "lp", "topleft", "stochastic", "fractional")
 _COMMON_KEYS = ("type", "name")
 
@@ -289,17 +304,37 @@ def make_layer(
                     raise UsageError(f"{where}: ratio must be in (1, 2], got {ratio}")
                 opts["ratio"] = ratio
             opts["seed"] = _as_int(where, "seed", options.get("seed", 0), minimum=0)
+            sequence = str(options.get("sequence", "pseudorandom")).lower()
+            if sequence not in ("pseudorandom", "random"):
+                raise UsageError(f"{where}: sequence must be pseudorandom or random")
+            opts["sequence"] = sequence
+            opts["overlapping"] = _as_bool(where, "overlapping", options.get("overlapping", False))
+            for key in ("size", "stride", "pad", "padding", "ceil"):
+                if key in options:
+                    raise UsageError(
+                        f"{where}: fractional pooling draws its own regions; "
+                        f"drop {key} (use ratio or output_size)"
+                    )
         else:
             opts["size"] = _as_int(where, "size", options.get("size", 2))
             opts["stride"] = _as_int(where, "stride", options.get("stride", opts["size"]))
-            pad = options.get("pad", "valid")
-            if isinstance(pad, (int, float)) and not isinstance(pad, bool):
-                opts["pad"] = _as_int(where, "pad", pad, minimum=0)
-            else:
-                opts["pad"] = normalize_pad(str(pad))
+            try:
+                opts["pad"] = normalize_pad(str(options.get("pad", "valid")))
+            except UsageError as exc:
+                raise UsageError(f"{where}: {exc}") from None
+            default = 0 if opts["pad"] == "valid" else opts["size"] // 2
+            opts["padding"] = _as_int(where, "padding", options.get("padding", default), minimum=0)
+            if opts["padding"] > opts["size"] // 2 or (opts["pad"] == "valid" and opts["padding"]):
+                raise UsageError(
+                    f"{where}: padding {opts['padding']} needs a padded mode and at most "
+                    f"size // 2 = {opts['size'] // 2}"
+                )
+            if "pad_value" in options:
+                opts["pad_value"] = _as_float(where, "pad_value", options["pad_value"])
             opts["ceil"] = _as_bool(where, "ceil", options.get("ceil", False))
             if mode == "stochastic":
                 opts["seed"] = _as_int(where, "seed", options.get("seed", 0), minimum=0)
+                opts["eval"] = _as_bool(where, "eval", options.get("eval", False))
             if mode == "lp":
                 opts["p"] = _as_float(where, "p", options.get("p", 2.0))
     return LayerSpec(kind=kind, options=opts, name=str(name) if name else None)
@@ -572,12 +607,13 @@ def named_filters(specs: Sequence[str], where: str = "conv") -> tuple[np.ndarray
                 ks = kernels.resolve(one)
             except UsageError as exc:
                 raise UsageError(f"{where}: {exc}") from None
+            single = len(ks.weights) == 1
             for label, weight in zip(ks.labels, ks.weights, strict=True):
                 arr = np.asarray(weight, dtype=np.float32)
                 if arr.ndim != 2:
                     raise UsageError(f"{where}: kernel {one!r} is not 2-D")
                 stack.append(arr)
-                labels.append(str(label))
+                labels.append(one if single else str(label))
     return _fit(stack), tuple(labels)
 
 
@@ -744,10 +780,12 @@ def _pool_layer(
     if mode == "fractional":
         if "output_size" in o:
             oh = ow = o["output_size"]
-            if oh > min(h, w):
-                raise UsageError(f"{where}: output_size {oh} is larger than the {h}x{w} input")
+            if oh >= min(h, w):
+                raise UsageError(
+                    f"{where}: output_size {oh} must be smaller than the {h}x{w} input"
+                )
         else:
-            oh, ow = int(h / o["ratio"]), int(w / o["ratio"])
+            oh, ow = math.floor(h / o["ratio"]), math.floor(w / o["ratio"])
         if oh < 1 or ow < 1:
             raise UsageError(f"{where}: output would be {oh}x{ow} from a {h}x{w} input")
         ratio = max(h / oh, w / ow)
@@ -758,14 +796,13 @@ def _pool_layer(
             rf=new_rf, jump=jump * ratio, labels=(), detail=detail,
         )  # fmt: skip
     f, s = o["size"], o["stride"]
-    pad = o["pad"]
-    padding = pad if isinstance(pad, int) else (0 if pad == "valid" else (f - 1) // 2)
+    pad, padding = o["pad"], o["padding"]
     try:
         oh = pool_output_size(h, f, s, padding=padding, ceil=o["ceil"], axis="height")
         ow = pool_output_size(w, f, s, padding=padding, ceil=o["ceil"], axis="width")
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}; or fewer layers before it") from None
-    pad_text = "" if pad in ("valid", 0) else f" pad {pad}"
+    pad_text = "" if padding == 0 else f" pad {pad} {padding}"
     return Layer(
         index=index,
         kind="pool",
@@ -948,17 +985,10 @@ def _pool_maps(x: np.ndarray, spec: LayerSpec, out_shape: tuple[int, int, int]) 
     o = dict(spec.options)
     mode = o.pop("mode")
     kwargs: dict[str, Any] = {}
-    if mode == "fractional":
-        if "output_size" in o:
-            kwargs["output_size"] = o["output_size"]
-        else:
-            kwargs["ratio"] = o["ratio"]
-        kwargs["seed"] = o["seed"]
-    else:
-        kwargs.update(size=o["size"], stride=o["stride"], pad=o["pad"], ceil=o["ceil"])
-        for key in ("seed", "p"):
-            if key in o:
-                kwargs[key] = o[key]
+    if mode != "fractional":
+        kwargs.update(size=o.pop("size"), stride=o.pop("stride"), pad=o.pop("pad"))
+        kwargs["ceil"] = o.pop("ceil")
+    kwargs.update(o)
     hwc = np.ascontiguousarray(np.moveaxis(x, 0, -1)) if x.shape[0] > 1 else x[0]
     out = np.asarray(pool(hwc, mode, **kwargs), dtype=np.float32)
     out = out[None] if out.ndim == 2 else np.moveaxis(out, -1, 0)

@@ -1,0 +1,407 @@
+"""Feature-map grids: layout, normalisation, colour maps, labels and colour bars.
+
+:func:`grid` turns a stack of 2-D maps (and optionally the input image, shown
+first) into one RGB picture; :func:`overview` makes one sheet with a row per
+layer. Text is drawn with Pillow's default font; no matplotlib.
+
+Normalisation
+-------------
+``map``     each tile spans its own min..max (shows every map's structure)
+``global``  every tile shares one range (shows which maps respond most)
+
+Colour maps (``cmap``)
+----------------------
+``auto`` (default) draws signed data with ``diverging`` and the rest with
+``gray``; data is *signed* when its minimum is below zero by more than 0.1 %
+of its largest magnitude (float round-off in a blur is not a sign). With
+``map`` normalisation each tile decides for itself, with ``global`` the whole
+grid decides once. ``diverging`` always uses a range symmetric about zero,
+so zero is white, negative blue and positive red.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import colormaps
+from .errors import UsageError
+
+NORMALIZE = ("map", "global")
+BACKGROUND = (38, 38, 38)
+TEXT = (235, 235, 235)
+FONT_SIZE = 13
+SIGN_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class TileStyle:
+    """How one tile is drawn: colour map and the value range it spans."""
+
+    cmap: str
+    lo: float
+    hi: float
+
+
+def _font(size: int = FONT_SIZE):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has only the bitmap font
+        return ImageFont.load_default()
+
+
+def is_signed(values: np.ndarray | Sequence[float]) -> bool:
+    """True when ``values`` go below zero by more than round-off.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> is_signed(np.array([-1.0, 2.0])), is_signed(np.array([-1e-9, 2.0]))
+    (True, False)
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        return False
+    lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+    return lo < -SIGN_TOLERANCE * max(abs(lo), abs(hi)) and lo < 0
+
+
+def styles(
+    maps: Sequence[np.ndarray], *, normalize: str = "map", cmap: str = "auto"
+) -> list[TileStyle]:
+    """Decide each tile's colour map and value range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a, b = np.array([[0.0, 2.0]]), np.array([[-1.0, 3.0]])
+    >>> [(s.cmap, s.lo, s.hi) for s in styles([a, b])]
+    [('gray', 0.0, 2.0), ('diverging', -3.0, 3.0)]
+    >>> [(s.cmap, s.lo, s.hi) for s in styles([a, b], normalize="global")]
+    [('diverging', -3.0, 3.0), ('diverging', -3.0, 3.0)]
+    """
+    normalize = str(normalize).lower()
+    if normalize not in NORMALIZE:
+        raise UsageError(f"unknown normalisation {normalize!r}: use map or global")
+    cmap = str(cmap).lower()
+    if cmap != "auto":
+        cmap = colormaps.check_cmap(cmap)
+    ranges = [(float(np.nanmin(m)), float(np.nanmax(m))) if m.size else (0.0, 0.0) for m in maps]
+    if normalize == "global" and ranges:
+        lo = min(r[0] for r in ranges)
+        hi = max(r[1] for r in ranges)
+        ranges = [(lo, hi)] * len(ranges)
+    out = []
+    for lo, hi in ranges:
+        name = cmap
+        if name == "auto":
+            name = "diverging" if is_signed([lo, hi]) else "gray"
+        if name in colormaps.SIGNED_CMAPS:
+            a = max(abs(lo), abs(hi)) or 1.0
+            lo, hi = -a, a
+        out.append(TileStyle(name, lo, hi))
+    return out
+
+
+def _as_maps(maps: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+    if isinstance(maps, np.ndarray):
+        if maps.ndim == 2:
+            maps = [maps]
+        elif maps.ndim == 3:
+            maps = list(maps)
+        else:
+            raise UsageError(f"maps must be (M, H, W) or a list of 2-D arrays, got {maps.shape}")
+    out = []
+    for m in maps:
+        arr = np.asarray(m, dtype=np.float32)
+        if arr.ndim != 2 or arr.size == 0:
+            raise UsageError(f"each map must be a non-empty 2-D array, got shape {arr.shape}")
+        out.append(arr)
+    return out
+
+
+def _resize(values: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Resize a float 2-D array: integer upscale by repetition, else area/bilinear."""
+    sh, sw = values.shape
+    if (sh, sw) == (h, w):
+        return values
+    if h % sh == 0 and w % sw == 0 and h // sh == w // sw:
+        f = h // sh
+        return np.repeat(np.repeat(values, f, axis=0), f, axis=1)
+    from PIL import Image
+
+    img = Image.fromarray(np.ascontiguousarray(values, dtype=np.float32), mode="F")
+    method = Image.Resampling.BOX if h < sh else Image.Resampling.NEAREST
+    return np.asarray(img.resize((w, h), method), dtype=np.float32)
+
+
+def _fit_size(h: int, w: int, max_side: int | None, min_side: int) -> tuple[int, int]:
+    """Display size: integer upscale to reach min_side, downscale to max_side."""
+    side = max(h, w)
+    if side < min_side:
+        f = math.ceil(min_side / side)
+        return h * f, w * f
+    if max_side is not None and side > max_side:
+        s = max_side / side
+        return max(1, round(h * s)), max(1, round(w * s))
+    return h, w
+
+
+def _input_rgb(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The input image as uint8 RGB fitted (aspect kept, centred) in an h x w cell."""
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 3 and arr.shape[2] not in (3, 4):
+        arr = arr.mean(axis=2)
+    if arr.ndim == 3:
+        arr = arr[..., :3]
+    if arr.dtype != np.uint8:
+        f = arr.astype(np.float32)
+        lo, hi = float(f.min()), float(f.max())
+        if lo >= 0 and hi <= 255 and hi > 1.0:
+            lo, hi = 0.0, 255.0
+        elif lo >= 0 and hi <= 1.0:
+            lo, hi = 0.0, 1.0
+        elif hi > 255:
+            lo, hi = 0.0, 65535.0 if lo >= 0 and hi <= 65535 else hi
+        span = hi - lo or 1.0
+        arr = np.clip((f - lo) * (255.0 / span) + 0.5, 0, 255).astype(np.uint8)
+    from PIL import Image
+
+    img = Image.fromarray(arr)
+    ih, iw = arr.shape[:2]
+    s = min(h / ih, w / iw)
+    size = (max(1, round(iw * s)), max(1, round(ih * s)))
+    img = img.convert("RGB").resize(
+        size, Image.Resampling.BOX if s < 1 else Image.Resampling.NEAREST
+    )
+    cell = np.zeros((h, w, 3), dtype=np.uint8)
+    cell[:] = BACKGROUND
+    top, left = (h - size[1]) // 2, (w - size[0]) // 2
+    cell[top : top + size[1], left : left + size[0]] = np.asarray(img)
+    return cell
+
+
+def _fmt(v: float) -> str:
+    if v == 0:
+        return "0"
+    if abs(v) >= 1e4 or abs(v) < 1e-2:
+        return f"{v:.2e}"
+    return f"{v:.3g}"
+
+
+def _ellipsize(draw, text: str, font, width: int) -> str:
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def grid(
+    maps: np.ndarray | Sequence[np.ndarray],
+    labels: Sequence[str] | None = None,
+    *,
+    cols: int | None = None,
+    normalize: str = "map",
+    cmap: str = "auto",
+    gutter: int = 6,
+    colorbar: bool = False,
+    show_range: bool = False,
+    input_image: np.ndarray | None = None,
+    input_label: str = "input",
+    title: str | None = None,
+    max_tile: int | None = None,
+    min_tile: int = 96,
+) -> np.ndarray:
+    """Draw feature maps as a labelled grid of tiles.
+
+    Parameters
+    ----------
+    maps : (M, H, W) array or sequence of 2-D arrays
+    labels : one label per map (default ``0``, ``1``, ...)
+    cols : tiles per row (default: a near-square layout)
+    normalize : ``map`` or ``global`` (see the module notes)
+    cmap : ``auto``, ``gray``, ``viridis``, ``magma`` or ``diverging``
+    gutter : pixels between tiles and around the sheet
+    colorbar : draw a colour bar under each tile, with its end values
+    show_range : print each tile's value range under it
+    input_image : (H, W) or (H, W, C) image drawn first, on its own scale
+    title : a line of text across the top
+    max_tile, min_tile : display size limits for a tile's longer side; small
+        maps are enlarged by an integer factor (pixels stay square), large
+        ones reduced by area averaging
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 RGB image (H, W, 3).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> maps = np.stack([np.eye(100, dtype=np.float32), -np.eye(100, dtype=np.float32)])
+    >>> grid(maps, ["eye", "minus eye"], cols=2).shape[2]
+    3
+    """
+    from PIL import Image, ImageDraw
+
+    arrays = _as_maps(maps)
+    labels = [str(i) for i in range(len(arrays))] if labels is None else [str(s) for s in labels]
+    if len(labels) != len(arrays):
+        raise UsageError(f"{len(labels)} labels for {len(arrays)} maps")
+    if gutter < 0:
+        raise UsageError(f"gutter must be >= 0, got {gutter}")
+    tile_styles = styles(arrays, normalize=normalize, cmap=cmap)
+    mh = max(a.shape[0] for a in arrays)
+    mw = max(a.shape[1] for a in arrays)
+    th, tw = _fit_size(mh, mw, max_tile, min_tile)
+    n = len(arrays) + (input_image is not None)
+    if cols is None:
+        cols = max(1, math.ceil(math.sqrt(n * th / tw)))
+    elif int(cols) < 1:
+        raise UsageError(f"cols must be >= 1, got {cols}")
+    cols = min(int(cols), n)
+    rows = math.ceil(n / cols)
+
+    font = _font()
+    line = FONT_SIZE + 5
+    bar_h = 10 if colorbar else 0
+    below = (bar_h + 2 if colorbar else 0) + (line if (colorbar or show_range) else 0)
+    cell_h = line + th + below
+    title_h = line + 4 if title else 0
+    width = cols * tw + (cols + 1) * gutter
+    height = title_h + rows * cell_h + (rows + 1) * gutter
+    canvas = np.empty((height, width, 3), dtype=np.uint8)
+    canvas[:] = BACKGROUND
+
+    texts: list[tuple[int, int, str, int, str]] = []  # x, y, text, max width, anchor
+    if title:
+        texts.append((gutter, gutter, title, width - 2 * gutter, "la"))
+    cells = []
+    if input_image is not None:
+        cells.append(("input", None, input_label))
+    cells += [("map", i, labels[i]) for i in range(len(arrays))]
+    for pos, (kind, i, label) in enumerate(cells):
+        r, c = divmod(pos, cols)
+        x0 = gutter + c * (tw + gutter)
+        y0 = title_h + gutter + r * (cell_h + gutter)
+        texts.append((x0, y0 + 2, label, tw, "la"))
+        ty = y0 + line
+        if kind == "input":
+            canvas[ty : ty + th, x0 : x0 + tw] = _input_rgb(input_image, th, tw)
+            continue
+        st = tile_styles[i]
+        a = arrays[i]
+        ah, aw = _fit_size(a.shape[0], a.shape[1], max_tile, min_tile)
+        ah, aw = min(ah, th), min(aw, tw)
+        rgb = colormaps.apply(_resize(a, ah, aw), st.cmap, st.lo, st.hi)
+        oy, ox = ty + (th - ah) // 2, x0 + (tw - aw) // 2
+        canvas[oy : oy + ah, ox : ox + aw] = rgb
+        yb = ty + th + 2
+        if colorbar:
+            ramp = np.linspace(st.lo, st.hi, tw, dtype=np.float32)[None].repeat(bar_h, 0)
+            canvas[yb : yb + bar_h, x0 : x0 + tw] = colormaps.apply(ramp, st.cmap, st.lo, st.hi)
+            yb += bar_h + 1
+        if colorbar or show_range:
+            lo_t, hi_t = _fmt(st.lo), _fmt(st.hi)
+            if show_range and not colorbar:
+                lo_t = _fmt(float(np.nanmin(a)))
+                hi_t = _fmt(float(np.nanmax(a)))
+            texts.append((x0, yb, lo_t, tw // 2, "la"))
+            texts.append((x0 + tw, yb, hi_t, tw // 2, "ra"))
+
+    img = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(img)
+    for x, y, text, maxw, anchor in texts:
+        draw.text((x, y), _ellipsize(draw, text, font, maxw), fill=TEXT, font=font, anchor=anchor)
+    return np.asarray(img)
+
+
+def overview(
+    rows: Sequence[tuple[str, np.ndarray | Sequence[np.ndarray]]],
+    *,
+    input_image: np.ndarray | None = None,
+    max_maps: int = 8,
+    tile: int = 112,
+    cmap: str = "auto",
+    gutter: int = 6,
+    title: str | None = None,
+) -> np.ndarray:
+    """One sheet, one row per layer: its title, then its first ``max_maps`` maps.
+
+    Parameters
+    ----------
+    rows : sequence of (title, maps)
+        ``maps`` as for :func:`grid`; each map is normalised on its own.
+    input_image : drawn as the first row when given
+    max_maps : maps shown per row (the title says how many there are)
+    tile : display size of each tile's longer side
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 RGB image.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> sheet = overview([("a", np.ones((3, 8, 8))), ("b", np.zeros((2, 4, 4)))])
+    >>> sheet.ndim, sheet.dtype.name
+    (3, 'uint8')
+    """
+    from PIL import Image, ImageDraw
+
+    if max_maps < 1 or tile < 8:
+        raise UsageError("overview needs max_maps >= 1 and tile >= 8")
+    font = _font()
+    line = FONT_SIZE + 5
+    entries: list[tuple[str, list[np.ndarray] | None]] = []
+    if input_image is not None:
+        entries.append(("input", None))
+    for name, maps in rows:
+        entries.append((str(name), _as_maps(maps)))
+    ncols = max([1] + [min(len(m), max_maps) for _, m in entries if m is not None])
+    width = ncols * tile + (ncols + 1) * gutter
+    row_h = line + tile
+    height = (line + 4 if title else 0) + len(entries) * (row_h + gutter) + gutter
+    canvas = np.empty((height, width, 3), dtype=np.uint8)
+    canvas[:] = BACKGROUND
+    texts: list[tuple[int, int, str, int]] = []
+    y = gutter
+    if title:
+        texts.append((gutter, y, title, width - 2 * gutter))
+        y += line + 4
+    for name, maps in entries:
+        x = gutter
+        if maps is None:
+            texts.append((x, y, name, width - 2 * gutter))
+            canvas[y + line : y + line + tile, x : x + tile] = _input_rgb(input_image, tile, tile)
+        else:
+            shown = maps[:max_maps]
+            more = f"  (first {len(shown)} of {len(maps)})" if len(maps) > len(shown) else ""
+            texts.append((x, y, name + more, width - 2 * gutter))
+            for st, a in zip(styles(shown, cmap=cmap), shown, strict=True):
+                h, w = a.shape
+                s = tile / max(h, w)
+                ah = max(1, min(tile, round(h * s)))
+                aw = max(1, min(tile, round(w * s)))
+                if s >= 1:
+                    f = int(s)
+                    ah, aw = h * f, w * f
+                rgb = colormaps.apply(_resize(a, ah, aw), st.cmap, st.lo, st.hi)
+                oy, ox = y + line + (tile - ah) // 2, x + (tile - aw) // 2
+                canvas[oy : oy + ah, ox : ox + aw] = rgb
+                x += tile + gutter
+        y += row_h + gutter
+    img = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(img)
+    for x, y, text, maxw in texts:
+        draw.text((x, y + 2), _ellipsize(draw, text, font, maxw), fill=TEXT, font=font)
+    return np.asarray(img)
