@@ -341,7 +341,8 @@ def output_format(dest: str | os.PathLike, fmt: str | None = None) -> str:
     if ext not in FORMATS:
         raise UsageError(
             f"cannot tell the output format of {os.fspath(dest)!r}: "
-            f"use an extension ({', '.join('.' + e for e in FORMATS)}) or --format"
+            f"use an extension ({', '.join('.' + e for e in FORMATS)}) or --format "
+            "(end a directory with /)"
         )
     return FORMATS[ext]
 
