@@ -1,0 +1,591 @@
+"""2-D convolution and correlation: validation, anchoring and algorithm choice.
+
+:func:`convolve` is the one door every command and API call goes through. It
+checks its arguments, turns the pad mode, anchor, stride and dilation into
+index maps, picks an algorithm once, and calls a Numba kernel in
+:mod:`convtool.core.conv` (or the numpy FFT in :mod:`convtool.core.conv_fft`).
+
+Semantics
+---------
+``convolve(image, w)`` equals ``scipy.ndimage.convolve(image, w, mode=...)``
+and ``correlate=True`` equals ``scipy.ndimage.correlate``; the pad modes map
+to scipy's as in :data:`convtool.modes.SCIPY_MODE`. The tap at index
+``(K//2, L//2)`` of the kernel as given sits on the output pixel (for true
+convolution the kernel is rotated 180 degrees about that tap), so even and
+non-square kernels are anchored as scipy anchors them. Dilation ``D`` spreads
+the taps ``D`` apart (about the same anchor tap); stride ``S`` keeps every
+``S``-th output of the full-resolution result (``[::S, ::S]``), and the
+output size is PyTorch's ``floor((W + P - D*(K-1) - 1)/S) + 1`` with
+``P = D*(K-1)`` in the padded modes and ``0`` for ``valid``. All arithmetic is
+float32; NaN in the image propagates to every output whose window covers it.
+
+Algorithm choice (cost model)
+-----------------------------
+Three algorithms compute the same result (within float32 rounding):
+
+``direct``
+    For each output row, each kernel row is a tight loop over the row with
+    the kernel width unrolled at compile time (widths 1-9 have their own
+    compiled kernel, wider kernels a generic one). Borders are handled by
+    index maps, never by padding the image. Cost per output value is about
+    ``KH*KW`` fused multiply-adds, vectorised 8-16 wide.
+``separable``
+    Used when the kernel has rank 1 (checked by SVD: second singular value
+    below ``1e-5`` of the first, e.g. Gaussian, box, Sobel): a vertical pass
+    into a padded row buffer, then a horizontal pass, fused per output row.
+    Cost about ``KH + KW`` per output value.
+``fft``
+    numpy's real FFT of the exactly padded image (padding by the same index
+    maps as the direct path), multiplied by the kernel's spectrum. Cost about
+    ``c * log2(N)`` per padded pixel, independent of the kernel size, but it
+    always computes the full-resolution result (so stride ``S`` makes it
+    ``S*S`` times less attractive) and runs on one thread.
+
+``method="auto"`` estimates each cost in nanoseconds per output value from
+constants measured on a 2-core AVX-512 machine (see :data:`COST`) and takes
+the cheapest: with 2 threads, direct wins up to about 15x15, separable wins
+for every rank-1 kernel larger than 3x3, and the FFT wins for non-separable
+kernels from about 17x17 (the exact switch point depends on the image size
+and thread count). A non-finite image never goes to the FFT (NaN would spread
+to the whole output); it falls back to direct.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import UsageError
+from .modes import PAD_CODE, check_positive_int, conv_output_size, normalize_pad
+
+__all__ = ["COST", "METHODS", "COMBINES", "choose_method", "convolve", "filter_bank", "warmup"]
+
+#: Accepted ``method=`` values.
+METHODS: tuple[str, ...] = ("auto", "direct", "separable", "fft")
+
+#: Accepted ``combine=`` values for filter banks.
+COMBINES: tuple[str, ...] = ("stack", "magnitude", "max", "sum")
+
+#: Cost-model constants, nanoseconds per unit, measured with 2 threads on
+#: 4096x4096 float32 (see the module docstring).
+COST: dict[str, float] = {
+    "direct_tap": 0.035,  # per output value per kernel tap, column stride 1
+    "strided_tap": 0.6,  # per output value per kernel tap, column stride > 1
+    "direct_base": 0.4,  # per output value: memory traffic floor
+    "separable_tap": 0.06,  # per output value per (KH + KW) tap
+    "separable_base": 0.6,
+    "fft_point": 1.2,  # per padded-frame point per log2(size), single thread
+}
+
+#: Second/first singular value below this: the kernel is treated as rank 1.
+RANK1_RTOL = 1e-5
+
+_NATIVE_DTYPES = (np.dtype(np.float32), np.dtype(np.uint8))
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_image(image: Any) -> np.ndarray:
+    arr = np.asarray(image)
+    if (
+        arr.dtype == object
+        or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_)
+        or np.iscomplexobj(arr)
+    ):
+        raise UsageError(f"image must be a real numeric array, got dtype {arr.dtype}")
+    if arr.ndim not in (2, 3):
+        raise UsageError(
+            f"image must be 2-D (H, W) or 3-D (H, W, C), got shape {arr.shape}; "
+            "convert or squeeze it first"
+        )
+    if arr.size == 0:
+        raise UsageError(f"image is empty (shape {arr.shape})")
+    if arr.dtype not in _NATIVE_DTYPES:
+        arr = arr.astype(np.float32)
+    return np.ascontiguousarray(arr)
+
+
+def _check_weights(w: Any, label: str = "kernel") -> np.ndarray:
+    arr = np.asarray(w)
+    if (
+        arr.dtype == object
+        or np.iscomplexobj(arr)
+        or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_)
+    ):
+        raise UsageError(f"{label} weights must be real numbers, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise UsageError(f"{label} must be 2-D, got shape {arr.shape}")
+    if arr.size == 0:
+        raise UsageError(f"{label} is empty (shape {arr.shape}); give at least one weight")
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise UsageError(f"{label} has NaN or infinite weights; give finite numbers")
+    return arr
+
+
+def _resolve_kernel(kernel: Any) -> tuple[list[np.ndarray], str]:
+    """Weights and default combine rule of any kernel spec."""
+    if isinstance(kernel, np.ndarray) and kernel.ndim == 3:
+        return [_check_weights(k, f"kernel {i}") for i, k in enumerate(kernel)], "stack"
+    if isinstance(kernel, np.ndarray) or hasattr(kernel, "weights"):
+        if hasattr(kernel, "weights"):
+            weights = list(kernel.weights)
+            return [_check_weights(w) for w in weights], getattr(kernel, "combine", "single")
+        return [_check_weights(kernel)], "single"
+    from .kernels import resolve
+
+    spec = resolve(kernel)
+    return [_check_weights(w) for w in spec.weights], spec.combine
+
+
+def _check_method(method: str) -> str:
+    m = str(method).strip().lower()
+    if m not in METHODS:
+        raise UsageError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+    return m
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    n = check_positive_int("threads", threads)
+    import numba
+
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+# --------------------------------------------------------------------------- cost model
+
+
+def _rank1(w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(u, v)`` with ``outer(u, v) ~= w`` if ``w`` has rank 1, else None."""
+    if w.shape[0] == 1 or w.shape[1] == 1:
+        return None
+    u_, s, vt = np.linalg.svd(w.astype(np.float64))
+    if s[0] == 0.0 or s[1] > RANK1_RTOL * s[0]:
+        return None if s[0] != 0.0 else (np.zeros(w.shape[0]), np.zeros(w.shape[1]))
+    root = math.sqrt(s[0])
+    return (u_[:, 0] * root).astype(np.float32), (vt[0] * root).astype(np.float32)
+
+
+def _fft_frame(h: int, w: int, kh: int, kw: int, dilation: int, padded: bool) -> tuple[int, int]:
+    from .core.conv_fft import next_fast_len
+
+    if padded:
+        h, w = h + dilation * (kh - 1), w + dilation * (kw - 1)
+    return next_fast_len(h), next_fast_len(w)
+
+
+def choose_method(
+    shape: tuple[int, ...],
+    kshape: tuple[int, int],
+    *,
+    stride: int = 1,
+    dilation: int = 1,
+    pad: str = "reflect",
+    separable: bool = False,
+    threads: int | None = None,
+) -> str:
+    """The cheapest algorithm for this job by the cost model (see module docstring).
+
+    Examples
+    --------
+    >>> choose_method((4096, 4096), (3, 3))
+    'direct'
+    >>> choose_method((4096, 4096), (9, 9), separable=True)
+    'separable'
+    >>> choose_method((4096, 4096), (63, 63))
+    'fft'
+    """
+    import os
+
+    h, w = shape[0], shape[1]
+    nch = shape[2] if len(shape) == 3 else 1
+    kh, kw = kshape
+    mode = normalize_pad(pad)
+    oh = conv_output_size(h, kh, stride=stride, dilation=dilation, pad=mode, axis="height")
+    ow = conv_output_size(w, kw, stride=stride, dilation=dilation, pad=mode, axis="width")
+    nthreads = threads or _default_threads() or os.cpu_count() or 1
+    nthreads = max(1, min(nthreads, 2 * (os.cpu_count() or 1)))
+    outs = oh * ow * nch
+    tap = COST["direct_tap"] if stride == 1 else COST["strided_tap"]
+    costs = {"direct": outs * (COST["direct_base"] + tap * kh * kw) / nthreads}
+    if separable:
+        costs["separable"] = (
+            outs * COST["separable_base"]
+            + oh * w * nch * kh * COST["separable_tap"]
+            + outs * kw * COST["separable_tap"] * (1 if stride == 1 else 8)
+        ) / nthreads
+    fh, fw = _fft_frame(h, w, kh, kw, dilation, mode != "valid")
+    costs["fft"] = COST["fft_point"] * fh * fw * nch * math.log2(fh * fw)
+    return min(costs, key=costs.__getitem__)
+
+
+def _default_threads() -> int | None:
+    try:
+        import numba
+
+        return numba.get_num_threads()
+    except Exception:  # pragma: no cover - numba always importable here
+        return None
+
+
+# --------------------------------------------------------------------------- one kernel
+
+
+def _correlate(
+    img: np.ndarray,
+    w: np.ndarray,
+    *,
+    mode: str,
+    cval: float,
+    stride: int,
+    dilation: int,
+    correlate: bool,
+    method: str,
+    threads: int | None,
+) -> np.ndarray:
+    """One kernel on one validated image; returns float32 (OH, OW[, C])."""
+    from .core import conv
+
+    h, wd = img.shape[0], img.shape[1]
+    nch = img.shape[2] if img.ndim == 3 else 1
+    kh, kw = w.shape
+    oh = conv_output_size(h, kh, stride=stride, dilation=dilation, pad=mode, axis="height")
+    ow = conv_output_size(wd, kw, stride=stride, dilation=dilation, pad=mode, axis="width")
+    # orient as a correlation and anchor: the tap (K//2, L//2) of the given kernel
+    # sits on the output pixel, for convolution after rotating by 180 degrees.
+    if correlate:
+        wc = w
+        top, left = kh // 2, kw // 2
+    else:
+        wc = np.ascontiguousarray(w[::-1, ::-1])
+        top, left = kh - 1 - kh // 2, kw - 1 - kw // 2
+    if mode == "valid":
+        top = left = 0
+    top, left = dilation * top, dilation * left
+    code = PAD_CODE[mode]
+    cval32 = np.float32(cval)
+
+    factors = None
+    if method in ("auto", "separable"):
+        factors = _rank1(wc)
+        if method == "separable" and factors is None:
+            if wc.shape[0] == 1 or wc.shape[1] == 1:
+                factors = (
+                    (np.ones(1, np.float32), wc[0].copy())
+                    if wc.shape[0] == 1
+                    else (wc[:, 0].copy(), np.ones(1, np.float32))
+                )
+            else:
+                raise UsageError(
+                    f"method 'separable' needs a rank-1 kernel; this {kh}x{kw} kernel is not "
+                    "separable: use method 'auto', 'direct' or 'fft'"
+                )
+    if method == "auto":
+        method = choose_method(
+            img.shape,
+            (kh, kw),
+            stride=stride,
+            dilation=dilation,
+            pad=mode,
+            separable=factors is not None,
+            threads=threads,
+        )
+    if method == "fft" and img.dtype.kind == "f" and not np.isfinite(img).all():
+        method = "direct"
+
+    flat = img.reshape(h, wd * nch)
+    if method == "fft":
+        return _fft(img, wc, mode, cval32, stride, dilation, top, left, oh, ow)
+
+    rmap = conv.index_map(h, -top, stride, oh, kh, dilation, code)
+    out = np.empty((oh, ow * nch), dtype=np.float32)
+    if method == "separable":
+        u, v = factors
+        padded = mode != "valid"
+        right = dilation * (kw - 1) - left if padded else 0
+        lpad = left if padded else 0
+        ext = conv.index_map(wd, -lpad, 1, wd + lpad + right, 1, 1, code)[:, 0]
+        nblocks = max(1, min(oh, 64))
+        conv.separable_kernel(kw)(
+            flat, nch, u, v, rmap, ext, cval32, lpad, stride, dilation, out, nblocks
+        )
+    else:
+        cmap = conv.index_map(wd, -left, stride, ow, kw, dilation, code)
+        if stride == 1:
+            lo = min(left, ow)
+            hi = min(max(wd - dilation * (kw - 1) + left, lo), ow)
+            conv.direct_kernel(kw)(flat, nch, wc, rmap, cmap, cval32, lo, hi, dilation, left, out)
+        else:
+            conv.strided_kernel()(flat, nch, wc, rmap, cmap, cval32, out)
+    return out.reshape((oh, ow, nch) if img.ndim == 3 else (oh, ow))
+
+
+def _fft(img, wc, mode, cval32, stride, dilation, top, left, oh, ow):
+    from .core import conv
+    from .core.conv_fft import fft_correlate_plane
+
+    h, wd = img.shape[0], img.shape[1]
+    kh, kw = wc.shape
+    if dilation > 1:
+        wd_ = np.zeros((dilation * (kh - 1) + 1, dilation * (kw - 1) + 1), np.float32)
+        wd_[::dilation, ::dilation] = wc
+    else:
+        wd_ = wc
+    code = PAD_CODE[mode]
+    if mode == "valid":
+        rows = np.arange(h)
+        cols = np.arange(wd)
+    else:
+        rows = conv.index_map(h, -top, 1, h + wd_.shape[0] - 1, 1, 1, code)[:, 0]
+        cols = conv.index_map(wd, -left, 1, wd + wd_.shape[1] - 1, 1, 1, code)[:, 0]
+    sl_r, sl_c = slice(0, None, stride), slice(0, None, stride)
+    if img.ndim == 2:
+        res = fft_correlate_plane(img, wd_, rows, cols, float(cval32), sl_r, sl_c)
+        return res[:oh, :ow]
+    out = np.empty((oh, ow, img.shape[2]), np.float32)
+    for c in range(img.shape[2]):
+        res = fft_correlate_plane(img[:, :, c], wd_, rows, cols, float(cval32), sl_r, sl_c)
+        out[:, :, c] = res[:oh, :ow]
+    return out
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _combine(responses: list[np.ndarray], combine: str) -> np.ndarray:
+    if combine in ("single",) or len(responses) == 1 and combine != "stack":
+        return responses[0]
+    if combine == "stack":
+        return np.stack(responses, axis=0)
+    if combine == "magnitude":
+        acc = np.square(responses[0])
+        for r in responses[1:]:
+            acc += np.square(r)
+        return np.sqrt(acc, out=acc)
+    if combine == "max":
+        acc = responses[0].copy()
+        for r in responses[1:]:
+            np.maximum(acc, r, out=acc)
+        return acc
+    if combine == "sum":
+        acc = responses[0].copy()
+        for r in responses[1:]:
+            acc += r
+        return acc
+    raise UsageError(f"unknown combine {combine!r}: use one of {', '.join(COMBINES)}")
+
+
+def _check_combine(combine: str | None) -> str | None:
+    if combine is None:
+        return None
+    c = str(combine).strip().lower()
+    if c not in COMBINES:
+        raise UsageError(f"unknown combine {combine!r}: use one of {', '.join(COMBINES)}")
+    return c
+
+
+def convolve(
+    image: Any,
+    kernel: Any,
+    *,
+    pad: str = "reflect",
+    pad_value: float = 0.0,
+    stride: int = 1,
+    dilation: int = 1,
+    correlate: bool = False,
+    combine: str | None = None,
+    method: str = "auto",
+    threads: int | None = None,
+) -> np.ndarray:
+    """Convolve (or correlate) an image with a kernel, as scipy.ndimage does.
+
+    Parameters
+    ----------
+    image : array_like, (H, W) or (H, W, C)
+        Any real dtype; colour images are filtered channel by channel.
+    kernel : str, array_like or KernelSpec
+        A kernel spec (``"sobel"``, ``"gaussian:2"``, ``"1 0 -1; 2 0 -2; 1 0 -1"``),
+        a 2-D array, a ``(M, K, L)`` stack of kernels, or a resolved KernelSpec.
+    pad : str
+        ``constant`` (alias ``zero``), ``replicate``, ``reflect``, ``symmetric``,
+        ``wrap`` or ``valid`` (no padding, the output shrinks by ``D*(K-1)``).
+    pad_value : float
+        The value outside the image for ``pad="constant"``.
+    stride, dilation : int
+        PyTorch's conv2d stride and dilation (whole numbers >= 1).
+    correlate : bool
+        Correlate instead of convolve (no 180-degree rotation of the kernel).
+    combine : {"stack", "magnitude", "max", "sum"}, optional
+        How the responses of a multi-kernel spec are merged; default: the
+        spec's own rule (``sobel`` -> magnitude, ``kirsch`` -> max, an array
+        stack -> stack).
+    method : {"auto", "direct", "separable", "fft"}
+        Algorithm; ``auto`` uses the cost model in the module docstring.
+    threads : int, optional
+        Numba threads to use (default: Numba's setting).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(H', W')`` or ``(H', W', C)``; with ``combine="stack"`` a
+        leading axis of length M is added.
+
+    Raises
+    ------
+    UsageError
+        Bad image shape or dtype, empty kernel, NaN/inf weights, stride or
+        dilation below 1, an output size below 1, unknown names.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.arange(25, dtype=np.float32).reshape(5, 5)
+    >>> convolve(img, np.ones((3, 3)) / 9, pad="valid")
+    array([[ 6.,  7.,  8.],
+           [11., 12., 13.],
+           [16., 17., 18.]], dtype=float32)
+    >>> convolve(img, [[1, 0, -1]], correlate=True, stride=2).shape
+    (3, 3)
+    """
+    weights, default_combine = _resolve_kernel(kernel)
+    how = _check_combine(combine) or default_combine
+    return _run(image, weights, how, pad, pad_value, stride, dilation, correlate, method, threads)
+
+
+def _run(image, weights, how, pad, pad_value, stride, dilation, correlate, method, threads):
+    img = _check_image(image)
+    mode = normalize_pad(pad)
+    stride = check_positive_int("stride", stride)
+    dilation = check_positive_int("dilation", dilation)
+    method = _check_method(method)
+    try:
+        cval = float(pad_value)
+    except (TypeError, ValueError):
+        raise UsageError(f"pad value must be a number, got {pad_value!r}") from None
+    for w in weights:  # sizes first, so no work is done before an error
+        conv_output_size(
+            img.shape[0], w.shape[0], stride=stride, dilation=dilation, pad=mode, axis="height"
+        )
+        conv_output_size(
+            img.shape[1], w.shape[1], stride=stride, dilation=dilation, pad=mode, axis="width"
+        )
+    _set_threads(threads)
+    responses = [
+        _correlate(
+            img,
+            w,
+            mode=mode,
+            cval=cval,
+            stride=stride,
+            dilation=dilation,
+            correlate=correlate,
+            method=method,
+            threads=threads,
+        )
+        for w in weights
+    ]
+    if len({r.shape for r in responses}) > 1 and how != "single":
+        raise UsageError(
+            "kernels of different sizes give outputs of different sizes with pad 'valid' "
+            "or stride > 1; use kernels of one size or a padded mode"
+        )
+    return _combine(responses, how)
+
+
+def filter_bank(
+    image: Any,
+    kernels: Sequence[Any],
+    *,
+    combine: str = "stack",
+    pad: str = "reflect",
+    pad_value: float = 0.0,
+    stride: int = 1,
+    dilation: int = 1,
+    correlate: bool = False,
+    method: str = "auto",
+    threads: int | None = None,
+) -> np.ndarray:
+    """Apply several kernels and combine their responses.
+
+    Each entry of ``kernels`` is any kernel :func:`convolve` accepts; a
+    multi-kernel spec (``sobel``) first merges its own responses by its
+    default rule, so it contributes one response.
+
+    Parameters
+    ----------
+    image : array_like
+        (H, W) or (H, W, C).
+    kernels : sequence
+        Kernel specs, arrays or KernelSpecs.
+    combine : {"stack", "magnitude", "max", "sum"}
+        ``stack`` -> ``(M, H', W'[, C])``; ``magnitude`` is the square root of
+        the sum of squares; ``max`` and ``sum`` are element-wise.
+    pad, pad_value, stride, dilation, correlate, method, threads
+        As for :func:`convolve`.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.zeros((6, 6), np.float32); img[:, 3:] = 1
+    >>> filter_bank(img, [[[1, 0, -1]], [[1], [0], [-1]]], correlate=True).shape
+    (2, 6, 6)
+    """
+    how = _check_combine(combine)
+    if how is None:
+        raise UsageError("combine must be one of " + ", ".join(COMBINES))
+    if isinstance(kernels, (str, np.ndarray)) and not (
+        isinstance(kernels, np.ndarray) and kernels.ndim == 3
+    ):
+        kernels = [kernels]
+    if len(kernels) == 0:
+        raise UsageError("filter bank is empty: give at least one kernel")
+    responses = [
+        convolve(
+            image,
+            k,
+            pad=pad,
+            pad_value=pad_value,
+            stride=stride,
+            dilation=dilation,
+            correlate=correlate,
+            method=method,
+            threads=threads,
+        )
+        for k in kernels
+    ]
+    if len({r.shape for r in responses}) > 1:
+        raise UsageError(
+            "the kernels give outputs of different sizes (pad 'valid' or stride > 1 with "
+            "kernels of different sizes); use one size or a padded mode"
+        )
+    return _combine(responses, how)
+
+
+def warmup() -> None:
+    """Compile (or load from the cache) every Numba kernel this module uses.
+
+    Examples
+    --------
+    >>> warmup()
+    """
+    from .core import conv
+
+    for dtype in (np.float32, np.uint8):
+        img = np.zeros((12, 12), dtype)
+        for k in conv.SPECIALISED_WIDTHS + (11,):
+            w = np.ones((3, k), np.float32)
+            w[0, 0] = 2.0  # rank 2: stays direct
+            convolve(img, w, method="direct")
+            convolve(img, np.ones((3, k), np.float32), method="separable", pad="constant")
+        convolve(img, np.ones((3, 3), np.float32), method="direct", stride=2)
