@@ -738,12 +738,17 @@ def heatmap_rgb(values: np.ndarray, method: str, cmap: str = "viridis") -> np.nd
 
 
 def annotate(
-    image: np.ndarray, detections: Sequence[Detection], *, color: tuple = (255, 40, 40)
+    image: np.ndarray,
+    detections: Sequence[Detection],
+    *,
+    value_max: float = 255.0,
+    color: tuple = (255, 40, 40),
 ) -> np.ndarray:
     """Draw the boxes and scores on a copy of ``image``; returns uint8 RGB (H, W, 3).
 
-    ``image`` is on a 0..255 scale (or 0..65535 with values above 255, which is
-    scaled down); gray images become RGB.
+    ``image`` is on a ``0..value_max`` scale (255 for 8-bit, 65535 for
+    16-bit); gray images become RGB. Each box is labelled with its score (and
+    its scale when it is not 1).
 
     Examples
     --------
@@ -756,8 +761,8 @@ def annotate(
     a = np.asarray(image, dtype=np.float32)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
-    if a.size and a.max() > 255.0:
-        a = a * (255.0 / 65535.0)
+    if value_max != 255.0:
+        a = a * np.float32(255.0 / value_max)
     a = np.clip(a + 0.5, 0, 255).astype(np.uint8)
     if a.ndim == 2:
         a = np.repeat(a[..., None], 3, axis=-1)
