@@ -69,6 +69,7 @@ from .errors import UsageError
 
 __all__ = [
     "COMBINES",
+    "MAX_SIZE",
     "KERNELS",
     "SCALES",
     "KernelDef",
@@ -160,6 +161,7 @@ class Param:
     help: str
     gt: float | None = None  # value must be > gt
     ge: float | None = None  # value must be >= ge
+    le: float | None = None  # value must be <= le
     odd: bool = False
     choices: tuple[Any, ...] | None = None
     aliases: tuple[str, ...] = ()
@@ -199,6 +201,8 @@ class Param:
             raise UsageError(f"{where} must be > {_fmt_value(self.gt)}, got {raw!r}")
         if self.ge is not None and not value >= self.ge:
             raise UsageError(f"{where} must be >= {_fmt_value(self.ge)}, got {raw!r}")
+        if self.le is not None and not value <= self.le:
+            raise UsageError(f"{where} must be <= {_fmt_value(self.le)}, got {raw!r}")
         if self.odd and value % 2 != 1:
             raise UsageError(
                 f"{where} must be odd so the kernel has a centre, got {raw!r} "
@@ -283,8 +287,18 @@ def _freeze(array: Any) -> np.ndarray:
 # factories (plain numpy; every one returns correlation weights)
 
 
+#: The widest kernel a built-in may make (a bigger one is almost surely a typo).
+MAX_SIZE = 1025
+
+
 def _odd_size(sigma: float) -> int:
-    return 2 * math.ceil(3.0 * sigma) + 1
+    size = 2 * math.ceil(3.0 * sigma) + 1
+    if size > MAX_SIZE:
+        raise UsageError(
+            f"sigma {_fmt_value(sigma)} would need a {size}x{size} kernel, over the "
+            f"{MAX_SIZE}x{MAX_SIZE} limit: use sigma <= {(MAX_SIZE - 1) // 6} or give size="
+        )
+    return size
 
 
 def _gauss1d(sigma: float, size: int) -> np.ndarray:
@@ -447,7 +461,7 @@ def _sigma(default: float, help: str = "Gaussian standard deviation in pixels") 
 
 
 def _size_auto(rule: str = "2*ceil(3*sigma)+1") -> Param:
-    return Param("size", int, None, f"odd kernel width; auto = {rule}", ge=1, odd=True)
+    return Param("size", int, None, f"odd kernel width; auto = {rule}", ge=1, le=MAX_SIZE, odd=True)
 
 
 def _defs() -> list[KernelDef]:
@@ -457,7 +471,7 @@ def _defs() -> list[KernelDef]:
             _identity,
             "passes the image through unchanged",
             "clip",
-            params=(Param("size", int, 1, "odd kernel width", ge=1, odd=True),),
+            params=(Param("size", int, 1, "odd kernel width", ge=1, le=MAX_SIZE, odd=True),),
             main="size",
             size="size",
         ),
@@ -466,7 +480,7 @@ def _defs() -> list[KernelDef]:
             _box,
             "mean of a size x size window (box blur)",
             "clip",
-            params=(Param("size", int, 3, "kernel width", ge=1),),
+            params=(Param("size", int, 3, "kernel width", ge=1, le=MAX_SIZE),),
             main="size",
             size="size",
             aliases=("mean", "average", "blur"),
@@ -510,7 +524,7 @@ def _defs() -> list[KernelDef]:
             "motion blur along a line of `length` pixels (sum 1)",
             "clip",
             params=(
-                Param("length", int, 9, "line length in pixels", ge=1),
+                Param("length", int, 9, "line length in pixels", ge=1, le=MAX_SIZE),
                 Param("angle", float, 0.0, "degrees counter-clockwise from right"),
             ),
             main="length",
@@ -781,7 +795,7 @@ def resolve(spec: Any) -> KernelSpec:
                 "('1 0 -1; 2 0 -2; 1 0 -1') or @file; `convtool kernels` lists the names"
             )
         if text.startswith("@"):
-            return _from_file(text[1:].strip())
+            return _from_file(os.path.expanduser(text[1:].strip()))
         first = re.match(r"[A-Za-z]+", text)
         if first and first.group(0).lower() not in _NUMBER_WORDS:
             match = _NAME_RE.match(text)

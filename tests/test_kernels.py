@@ -488,6 +488,11 @@ ERRORS = [
     ("dog:1,sigma2=1", "sigma1 and sigma2 must differ"),
     ("log:size=10", "odd"),
     ("sobel:3", "takes no parameters"),
+    ("gaussian:1e6", "would need a 6000001x6000001 kernel"),
+    ("dog:sigma2=500", "sigma 500 would need"),
+    ("box:100000", "size must be <= 1025"),
+    ("motion:1e9", "length must be <= 1025"),
+    ("gaussian:1,size=2001", "size must be <= 1025"),
     ("@", "empty kernel file name"),
     ("@/no/such/kernel.txt", "not found"),
 ]

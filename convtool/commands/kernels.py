@@ -37,6 +37,18 @@ weights; [cyan]convolve[/] rotates them by 180 degrees unless [cyan]--correlate[
 y down, angles are degrees counter-clockwise (0 = right, 90 = up); sobel-x is + where
 intensity rises to the right, kirsch-n where the north side is brighter."""
 
+SHOW_HELP = """\
+Print a kernel's weights as a matrix ('#' lines give its size, parameters, combine
+rule and what --scale auto does), or draw them with --png.
+
+[cyan]convtool kernels show sobel[/]  (both kernels and the magnitude rule)
+
+[cyan]convtool kernels show gaussian:1.5 --exact > g.txt[/]  (reads back as -k @g.txt)
+
+[cyan]convtool kernels show kirsch --png kirsch.png --cell 32[/]
+
+"""
+
 _COMBINE_TEXT = {
     "magnitude": "sqrt of the sum of the squared responses",
     "max": "pixelwise maximum of the responses",
@@ -54,9 +66,7 @@ def register(app: typer.Typer) -> None:
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     sub.callback(invoke_without_command=True)(kernels_list)
-    sub.command(
-        "show", help="Print a kernel's weights, or draw them with --png.\n\n" + SPEC_GRAMMAR
-    )(kernels_show)
+    sub.command("show", help=SHOW_HELP + SPEC_GRAMMAR)(kernels_show)
     app.add_typer(sub)
 
 
@@ -156,7 +166,8 @@ def kernels_show(
     resolved = resolve(spec)
     if png is not None:
         _draw_png(resolved, png, cell)
-        typer.echo(f"wrote {png}", err=True)
+        if png != "-":
+            typer.echo(f"wrote {png}", err=True)
         return
     if as_json:
         typer.echo(
