@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import difflib
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .errors import UsageError
-from .modes import NUMPY_PAD_MODE, check_positive_int, normalize_pad, pool_output_size
+from .modes import check_positive_int, normalize_pad, pool_output_size
 
 __all__ = ["MODES", "fractional_boundaries", "pool", "warmup"]
 
@@ -107,16 +107,6 @@ def _stack(outs: list[np.ndarray], ndim: int) -> np.ndarray:
     if ndim == 2:
         return outs[0]
     return np.stack(outs, axis=-1)
-
-
-def _pad_plane(plane: np.ndarray, padding: int, pad: str, value: float) -> np.ndarray:
-    """Pad ``padding`` on every side in mode ``pad`` (``value`` for constant)."""
-    if padding == 0:
-        return plane
-    npmode = NUMPY_PAD_MODE[pad]
-    if npmode == "constant":
-        return np.pad(plane, padding, mode="constant", constant_values=np.float32(value))
-    return np.pad(plane, padding, mode=npmode)
 
 
 def _check_padding(padding: Any, size: int, pad: str) -> int:
@@ -451,52 +441,132 @@ def pool(
         nplanes = 1 if x.ndim == 2 else x.shape[2]
         u = np.random.default_rng(seed).random((nplanes, oh, ow))
 
+    rows = _axis(core, h, oh, f, s, padding, pad)
+    cols = _axis(core, w, ow, f, s, padding, pad)
     outs = []
     for c, plane in enumerate(_planes(x)):
-        xp = _pad_plane(plane, padding, pad, pad_value)
         out = np.empty((oh, ow), dtype=np.float32)
-        hp, wp = xp.shape
-        inside = (oh - 1) * s + f <= hp and (ow - 1) * s + f <= wp
         if mode == "topleft":
-            out[...] = xp[: (oh - 1) * s + 1 : s, : (ow - 1) * s + 1 : s]
+            r = rows.map[: (oh - 1) * s + 1 : s]
+            k = cols.map[: (ow - 1) * s + 1 : s]
+            out[...] = plane[np.ix_(np.maximum(r, 0), np.maximum(k, 0))]
+            out[r == core.FILL] = pad_value
+            out[:, k == core.FILL] = pad_value
         elif mode == "stochastic":
-            core.stochastic(xp, out, u[0] if evaluate else u[c], f, s, evaluate)
+            uc = u[0] if evaluate else u[c]
+            core.stochastic(plane, out, uc, rows.map, cols.map, pad_value, f, s, evaluate)
         elif mode == "lp":
-            out[...] = _lp(core, xp, p, f, s, inside, oh, ow)
+            out[...] = _lp(core, plane, p, f, s, padding, rows, cols, pad_value)
         else:
             op = {"max": core.OP_MAX, "min": core.OP_MIN, "avg": core.OP_SUM}[mode]
-            _reduce(core, xp, out, op, f, s, inside)
+            _reduce(core, plane, out, op, f, s, padding, rows, cols, pad_value)
         outs.append(out)
     return _stack(outs, x.ndim)
 
 
-def _lp(core: Any, xp: np.ndarray, p: float, f: int, s: int, inside: bool, oh: int, ow: int):
+class _Axis(NamedTuple):
+    """One axis of the window geometry, shared by every channel."""
+
+    map: np.ndarray  # int64 per padded coordinate: image index, FILL or SKIP
+    lo: int  # first output index whose window lies inside the image
+    hi: int  # one past the last such index (hi >= lo)
+    count: np.ndarray  # float64 per output index: samples in the clipped window
+
+
+def _axis(core: Any, n: int, o: int, f: int, s: int, padding: int, pad: str) -> _Axis:
+    """Index map of one axis: the pad mode as indices, no padded copy of the image."""
+    q = np.arange((o - 1) * s + f, dtype=np.int64) - padding
+    m = q.copy()
+    outside = (q < 0) | (q >= n)
+    if outside.any() and pad != "valid":
+        if pad == "constant":
+            m[outside] = core.FILL
+        elif pad == "replicate":
+            m = np.clip(q, 0, n - 1)
+        elif pad == "reflect":  # cb|abcd|cb, periodic with period 2n - 2
+            period = max(2 * n - 2, 1)
+            r = q % period
+            m = np.where(r >= n, period - r, r)
+        elif pad == "symmetric":  # ba|abcd|dc, period 2n
+            r = q % (2 * n)
+            m = np.where(r >= n, 2 * n - 1 - r, r)
+        else:  # wrap
+            m = q % n
+    m[q >= n + padding] = core.SKIP  # only a ceil-mode window reaches past the padding
+    starts = np.arange(o, dtype=np.int64) * s
+    count = (np.minimum(starts + f, n + 2 * padding) - starts).astype(np.float64)
+    lo = min(-(-padding // s), o)
+    hi = max(min((n + padding - f) // s + 1, o), lo)
+    return _Axis(np.ascontiguousarray(m, dtype=np.int64), lo, hi, count)
+
+
+def _lp(
+    core: Any,
+    x: np.ndarray,
+    p: float,
+    f: int,
+    s: int,
+    padding: int,
+    rows: _Axis,
+    cols: _Axis,
+    pad_value: float,
+) -> np.ndarray:
     """(sum |x|**p * F*F / clipped area) ** (1/p); p other than 1 and 2 in float64, scaled."""
+    oh, ow = len(rows.count), len(cols.count)
     if p in (1.0, 2.0):
-        xq = np.abs(xp) if p == 1.0 else xp * xp
+        xq = np.abs(x) if p == 1.0 else x * x
         out = np.empty((oh, ow), dtype=np.float32)
-        _reduce(core, xq, out, core.OP_SUM, f, s, inside)
+        _reduce(core, xq, out, core.OP_SUM, f, s, padding, rows, cols, abs(pad_value) ** p)
         out *= np.float32(f * f)
         return out if p == 1.0 else np.sqrt(out, out=out)
-    scale = float(np.abs(xp).max()) or 1.0  # keeps |x/scale|**p from overflowing
-    xq = (np.abs(xp).astype(np.float64) / scale) ** p
+    scale = max(float(np.abs(x).max()), abs(pad_value)) or 1.0  # |x/scale|**p cannot overflow
+    xq = (np.abs(x).astype(np.float64) / scale) ** p
     out = np.empty((oh, ow), dtype=np.float64)
-    _reduce(core, xq, out, core.OP_SUM, f, s, inside)
+    _reduce(core, xq, out, core.OP_SUM, f, s, padding, rows, cols, (abs(pad_value) / scale) ** p)
     return (out * (f * f)) ** (1.0 / p) * scale
 
 
-def _reduce(core: Any, xp: np.ndarray, out: np.ndarray, op: int, f: int, s: int, inside: bool):
-    """Pick the kernel: specialised 2x2/s2 and 3x3/s2, separable when windows overlap a lot."""
-    if inside and s == 2 and f == 2 and op == core.OP_MAX:
-        core.max_2x2_s2(xp, out)
-    elif inside and s == 2 and f == 2 and op == core.OP_SUM:
-        core.avg_2x2_s2(xp, out)
-    elif inside and s == 2 and f == 3 and op == core.OP_MAX:
-        core.max_3x3_s2(xp, out)
+def _reduce(
+    core: Any,
+    x: np.ndarray,
+    out: np.ndarray,
+    op: int,
+    f: int,
+    s: int,
+    padding: int,
+    rows: _Axis,
+    cols: _Axis,
+    fill: float,
+) -> None:
+    """Pick the kernel once: a specialised loop for 2x2/s2 and 3x3/s2 over the
+    interior box (its border strips by the table kernel), the separable kernel
+    when windows overlap a lot, else the direct table kernel."""
+    oh, ow = out.shape
+    maps = (rows.map, cols.map, float(fill), cols.count, f, s, padding)
+    special = {
+        (2, 2, core.OP_MAX): core.max_2x2_s2,
+        (2, 2, core.OP_SUM): core.avg_2x2_s2,
+        (3, 2, core.OP_MAX): core.max_3x3_s2,
+    }.get((f, s, op))
+    if special is not None and x.dtype == np.float32 and rows.hi > rows.lo and cols.hi > cols.lo:
+        special(x, out, rows.lo, rows.hi, cols.lo, cols.hi, padding)
+        strips = (
+            (0, rows.lo, 0, ow),
+            (rows.hi, oh, 0, ow),
+            (rows.lo, rows.hi, 0, cols.lo),
+            (rows.lo, rows.hi, cols.hi, ow),
+        )
+        for i0, i1, j0, j1 in strips:
+            if i1 > i0 and j1 > j0:
+                core.reduce_table(x, out, op, *maps, i0, i1, j0, j1, cols.lo, cols.hi)
     elif s + 1 < f:
-        core.reduce_separable(xp, out, op, f, s)
+        # bands of output rows whose row-pass buffer stays in L2 (~256 KiB), at
+        # least 8 bands so that every thread has work
+        per_band = max(1, (65536 // max(ow, 1) - f) // s + 1)
+        band = max(1, min(per_band, -(-oh // 8)))
+        core.reduce_table_separable(x, out, op, *maps, cols.lo, cols.hi, band)
     else:
-        core.reduce_direct(xp, out, op, f, s)
+        core.reduce_table(x, out, op, *maps, 0, oh, 0, ow, cols.lo, cols.hi)
 
 
 def warmup() -> None:

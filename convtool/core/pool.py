@@ -1,21 +1,24 @@
 """Numba pooling kernels over plain 2-D float32 arrays.
 
-Every kernel reads an input ``x`` that already carries its padding (the API
-pads it once) and writes a preallocated ``out``. Window ``(i, j)`` covers rows
-``i*s .. i*s+f-1`` and columns ``j*s .. j*s+f-1`` of ``x``, *clipped to the
-array*: in ceil mode the last window may hang over the bottom/right edge, and
-then only the part inside ``x`` counts (averages divide by that part's area,
-which is PyTorch's ``count_include_pad=True`` rule).
+The image is never padded as a whole. The API describes each axis by an
+*index map* over padded coordinates: padded row ``q`` reads image row
+``rowmap[q]`` (any pad mode becomes an index), ``FILL`` (constant padding:
+the fill value) or ``SKIP`` (beyond the padded border, which only a ceil-mode
+window reaches; it is left out, and an average divides by the samples left,
+PyTorch's ``count_include_pad=True`` rule). Window ``(i, j)`` covers padded
+rows ``i*s .. i*s+f-1`` and columns ``j*s .. j*s+f-1``.
 
 Kernels, chosen by :mod:`convtool.pooling`:
 
 * ``max_2x2_s2``, ``avg_2x2_s2``, ``max_3x3_s2``: window and stride known to
-  the compiler, every window inside ``x`` (the API checks); one pass over the
-  input rows, vectorised along the row.
-* ``reduce_direct``: any window and stride, max/min/sum, F*F reads per output.
-* ``reduce_separable``: max/min/sum as a row pass then a column pass, 2F reads
-  per output instead of F*F; the API uses it when windows overlap a lot
-  (``stride + 1 < size``).
+  the compiler, for the box of outputs whose windows lie inside the image;
+  one pass over the input rows, vectorised along the row. The border strips
+  around that box go to ``reduce_table``.
+* ``reduce_table``: any window and stride, max/min/average, F*F reads per
+  output; interior columns are read directly, border columns through the map.
+* ``reduce_table_separable``: the same result as a row pass then a column
+  pass per band of output rows (2F reads per output instead of F*F), for
+  overlapping windows (``stride + 1 < size``).
 * ``stochastic``: Zeiler & Fergus sampling from pre-drawn uniforms, or the
   probability-weighted average (test-time rule).
 * ``fractional_max``: max over given region boundaries.
@@ -34,189 +37,222 @@ OP_MIN = 1
 OP_SUM = 2  # sum divided by the clipped window area (avg); lp uses it on |x|**p
 
 
-@njit(cache=True, parallel=True)
-def max_2x2_s2(x, out):  # pragma: no cover - compiled
-    oh, ow = out.shape
-    for i in prange(oh):
-        r0 = x[2 * i]
-        r1 = x[2 * i + 1]
-        o = out[i]
-        for j in range(ow):
-            a = max(r0[2 * j], r0[2 * j + 1])
-            b = max(r1[2 * j], r1[2 * j + 1])
-            o[j] = max(a, b)
+#: Index-map codes: a map sends a padded coordinate to a source row/column, or
+#: to one of these.
+FILL = -1  # constant padding: the fill value
+SKIP = -2  # beyond the padded border (ceil mode): not part of the window
 
 
 @njit(cache=True, parallel=True)
-def avg_2x2_s2(x, out):  # pragma: no cover - compiled
-    oh, ow = out.shape
-    for i in prange(oh):
-        r0 = x[2 * i]
-        r1 = x[2 * i + 1]
+def max_2x2_s2(x, out, i0, i1, j0, j1, off):  # pragma: no cover - compiled
+    """``out[i, j]`` for the box ``[i0, i1) x [j0, j1)``; window at ``x[2i-off, 2j-off]``."""
+    for i in prange(i0, i1):
+        r0 = x[2 * i - off]
+        r1 = x[2 * i - off + 1]
         o = out[i]
-        for j in range(ow):
-            o[j] = ((r0[2 * j] + r0[2 * j + 1]) + (r1[2 * j] + r1[2 * j + 1])) * np.float32(0.25)
+        for j in range(j0, j1):
+            c = 2 * j - off
+            o[j] = max(max(r0[c], r0[c + 1]), max(r1[c], r1[c + 1]))
 
 
 @njit(cache=True, parallel=True)
-def max_3x3_s2(x, out):  # pragma: no cover - compiled
-    oh, ow = out.shape
-    for i in prange(oh):
-        r0 = x[2 * i]
-        r1 = x[2 * i + 1]
-        r2 = x[2 * i + 2]
+def avg_2x2_s2(x, out, i0, i1, j0, j1, off):  # pragma: no cover - compiled
+    for i in prange(i0, i1):
+        r0 = x[2 * i - off]
+        r1 = x[2 * i - off + 1]
         o = out[i]
-        for j in range(ow):
-            c = 2 * j
+        for j in range(j0, j1):
+            c = 2 * j - off
+            o[j] = ((r0[c] + r0[c + 1]) + (r1[c] + r1[c + 1])) * np.float32(0.25)
+
+
+@njit(cache=True, parallel=True)
+def max_3x3_s2(x, out, i0, i1, j0, j1, off):  # pragma: no cover - compiled
+    for i in prange(i0, i1):
+        r0 = x[2 * i - off]
+        r1 = x[2 * i - off + 1]
+        r2 = x[2 * i - off + 2]
+        o = out[i]
+        for j in range(j0, j1):
+            c = 2 * j - off
             a = max(max(r0[c], r0[c + 1]), r0[c + 2])
             b = max(max(r1[c], r1[c + 1]), r1[c + 2])
             d = max(max(r2[c], r2[c + 1]), r2[c + 2])
             o[j] = max(max(a, b), d)
 
 
-@njit(cache=True)
-def _extent(start, f, n):  # pragma: no cover - compiled
-    return min(start + f, n) - start
+@njit(cache=True, inline="always")
+def _combine(op, a, b):  # pragma: no cover - compiled
+    if op == OP_MAX:
+        return max(a, b)
+    if op == OP_MIN:
+        return min(a, b)
+    return a + b
+
+
+@njit(cache=True, inline="always")
+def _initial(op):  # pragma: no cover - compiled
+    if op == OP_MAX:
+        return -np.inf
+    if op == OP_MIN:
+        return np.inf
+    return 0.0
+
+
+@njit(cache=True, inline="always")
+def _split(j0, j1, ja, jb):  # pragma: no cover - compiled
+    """Cut ``[j0, j1)`` into border / interior ``[lo, hi)`` / border."""
+    lo = min(max(j0, ja), j1)
+    hi = max(min(j1, jb), lo)
+    return lo, hi
+
+
+@njit(cache=True, inline="always")
+def _row_reduce(op, row, colmap, fill, f, s, off, j):  # pragma: no cover - compiled
+    """Reduce one image row over window column ``j`` through the column map."""
+    acc = _initial(op)
+    for kk in range(f):
+        c = colmap[j * s + kk]
+        if c == SKIP:
+            continue
+        v = fill if c == FILL else row[c]
+        acc = _combine(op, acc, v)
+    return acc
 
 
 @njit(cache=True, parallel=True)
-def reduce_direct(x, out, op, f, s):  # pragma: no cover - compiled
-    """Max / min / average over clipped f x f windows with stride s."""
-    h, w = x.shape
-    oh, ow = out.shape
-    # columns whose window lies fully inside x; the rest are clipped
-    full = ow
-    while full > 0 and (full - 1) * s + f > w:
-        full -= 1
-    for i in prange(oh):
-        r0 = i * s
-        nr = _extent(r0, f, h)
-        o = out[i]
-        if op == OP_MAX:
-            for j in range(ow):
-                o[j] = -np.inf
-            for k in range(nr):
-                row = x[r0 + k]
-                for j in range(full):
-                    c = j * s
-                    acc = o[j]
-                    for kk in range(f):
-                        acc = max(acc, row[c + kk])
-                    o[j] = acc
-                for j in range(full, ow):
-                    c = j * s
-                    acc = o[j]
-                    for kk in range(_extent(c, f, w)):
-                        acc = max(acc, row[c + kk])
-                    o[j] = acc
-        elif op == OP_MIN:
-            for j in range(ow):
-                o[j] = np.inf
-            for k in range(nr):
-                row = x[r0 + k]
-                for j in range(full):
-                    c = j * s
-                    acc = o[j]
-                    for kk in range(f):
-                        acc = min(acc, row[c + kk])
-                    o[j] = acc
-                for j in range(full, ow):
-                    c = j * s
-                    acc = o[j]
-                    for kk in range(_extent(c, f, w)):
-                        acc = min(acc, row[c + kk])
-                    o[j] = acc
-        else:
-            for j in range(ow):
-                o[j] = 0.0
-            for k in range(nr):
-                row = x[r0 + k]
-                for j in range(full):
-                    c = j * s
-                    acc = o[j]
-                    for kk in range(f):
-                        acc += row[c + kk]
-                    o[j] = acc
-                for j in range(full, ow):
-                    c = j * s
-                    acc = o[j]
-                    for kk in range(_extent(c, f, w)):
-                        acc += row[c + kk]
-                    o[j] = acc
-            for j in range(ow):
-                o[j] = o[j] / np.float32(nr * _extent(j * s, f, w))
+def reduce_table(
+    x, out, op, rowmap, colmap, fill, ncols, f, s, off, i0, i1, j0, j1, ja, jb
+):  # pragma: no cover - compiled
+    """Max / min / average of the box ``[i0, i1) x [j0, j1)`` of ``out``, directly.
 
-
-@njit(cache=True, parallel=True)
-def reduce_separable(x, out, op, f, s):  # pragma: no cover - compiled
-    """Same result as :func:`reduce_direct`: a row pass, then a column pass."""
-    h, w = x.shape
-    oh, ow = out.shape
-    nrows = min((oh - 1) * s + f, h)
-    tmp = np.empty((nrows, ow), dtype=np.float32)
-    for r in prange(nrows):
-        row = x[r]
-        t = tmp[r]
-        for j in range(ow):
-            c = j * s
-            n = _extent(c, f, w)
-            acc = row[c]
-            if op == OP_MAX:
-                for kk in range(1, n):
-                    acc = max(acc, row[c + kk])
-            elif op == OP_MIN:
-                for kk in range(1, n):
-                    acc = min(acc, row[c + kk])
-            else:
-                for kk in range(1, n):
-                    acc += row[c + kk]
-            t[j] = acc
-    for i in prange(oh):
-        r0 = i * s
-        nr = _extent(r0, f, nrows)
+    Window ``(i, j)`` reads padded rows ``i*s .. i*s+f-1``; ``rowmap`` and
+    ``colmap`` send a padded coordinate to an index of ``x``, to FILL
+    (constant padding, value ``fill``) or to SKIP (beyond the padded border).
+    Columns ``[ja, jb)`` are interior (``colmap[q] == q - off`` over the whole
+    window) and are read without the map. ``ncols[j]``: non-SKIP columns of
+    window ``j``, for the average's divisor.
+    """
+    lo, hi = _split(j0, j1, ja, jb)
+    for i in prange(i0, i1):
         o = out[i]
-        first = tmp[r0]
-        for j in range(ow):
-            o[j] = first[j]
-        for k in range(1, nr):
-            t = tmp[r0 + k]
-            if op == OP_MAX:
-                for j in range(ow):
-                    o[j] = max(o[j], t[j])
-            elif op == OP_MIN:
-                for j in range(ow):
-                    o[j] = min(o[j], t[j])
-            else:
-                for j in range(ow):
-                    o[j] += t[j]
+        for j in range(j0, j1):
+            o[j] = _initial(op)
+        nrows = 0
+        for k in range(f):
+            r = rowmap[i * s + k]
+            if r == SKIP:
+                continue
+            nrows += 1
+            if r == FILL:
+                for j in range(j0, j1):
+                    if op == OP_SUM:
+                        o[j] += fill * ncols[j]
+                    else:
+                        o[j] = _combine(op, o[j], fill)
+                continue
+            row = x[r]
+            for j in range(lo, hi):
+                c = j * s - off
+                acc = o[j]
+                for kk in range(f):
+                    acc = _combine(op, acc, row[c + kk])
+                o[j] = acc
+            for j in range(j0, lo):
+                o[j] = _combine(op, o[j], _row_reduce(op, row, colmap, fill, f, s, off, j))
+            for j in range(hi, j1):
+                o[j] = _combine(op, o[j], _row_reduce(op, row, colmap, fill, f, s, off, j))
         if op == OP_SUM:
-            for j in range(ow):
-                o[j] = o[j] / np.float32(nr * _extent(j * s, f, w))
+            for j in range(j0, j1):
+                o[j] = o[j] / (nrows * ncols[j])
 
 
 @njit(cache=True, parallel=True)
-def stochastic(x, out, u, f, s, evaluate):  # pragma: no cover - compiled
-    """Stochastic pooling over clipped windows of non-negative ``x``.
+def reduce_table_separable(
+    x, out, op, rowmap, colmap, fill, ncols, f, s, off, ja, jb, band
+):  # pragma: no cover - compiled
+    """Same result as :func:`reduce_table` over all of ``out``: per band of
+    ``band`` output rows, a row pass into a small buffer, then a column pass.
+
+    2F reads per output instead of F*F, for overlapping windows.
+    """
+    oh, ow = out.shape
+    lo, hi = _split(0, ow, ja, jb)
+    nbands = (oh + band - 1) // band
+    for b in prange(nbands):
+        i0 = b * band
+        i1 = min(oh, i0 + band)
+        q0 = i0 * s
+        nq = (i1 - 1) * s + f - q0
+        tmp = np.empty((nq, ow), dtype=out.dtype)
+        for q in range(nq):
+            r = rowmap[q0 + q]
+            t = tmp[q]
+            if r == SKIP:
+                continue
+            if r == FILL:
+                for j in range(ow):
+                    t[j] = fill * ncols[j] if op == OP_SUM else fill
+                continue
+            row = x[r]
+            for j in range(lo, hi):
+                c = j * s - off
+                acc = row[c]
+                for kk in range(1, f):
+                    acc = _combine(op, acc, row[c + kk])
+                t[j] = acc
+            for j in range(0, lo):
+                t[j] = _row_reduce(op, row, colmap, fill, f, s, off, j)
+            for j in range(hi, ow):
+                t[j] = _row_reduce(op, row, colmap, fill, f, s, off, j)
+        for i in range(i0, i1):
+            o = out[i]
+            for j in range(ow):
+                o[j] = _initial(op)
+            nrows = 0
+            for k in range(f):
+                if rowmap[i * s + k] == SKIP:
+                    continue
+                nrows += 1
+                t = tmp[i * s + k - q0]
+                for j in range(ow):
+                    o[j] = _combine(op, o[j], t[j])
+            if op == OP_SUM:
+                for j in range(ow):
+                    o[j] = o[j] / (nrows * ncols[j])
+
+
+@njit(cache=True, inline="always")
+def _sample(x, rowmap, colmap, fill, r, c):  # pragma: no cover - compiled
+    """Window sample at padded (r, c) as float64; -1.0 marks a SKIP position."""
+    ri = rowmap[r]
+    ci = colmap[c]
+    if ri == SKIP or ci == SKIP:
+        return -1.0
+    if ri == FILL or ci == FILL:
+        return fill
+    return np.float64(x[ri, ci])
+
+
+@njit(cache=True, parallel=True)
+def stochastic(x, out, u, rowmap, colmap, fill, f, s, evaluate):  # pragma: no cover - compiled
+    """Stochastic pooling of non-negative ``x`` (maps as in :func:`reduce_table`).
 
     Training rule: with ``t = u[i, j] * sum(window)``, pick the first sample in
     row-major order whose running sum exceeds ``t`` (all-zero window -> 0).
     ``evaluate``: the probability-weighted average sum(a*a) / sum(a).
     """
-    h, w = x.shape
     oh, ow = out.shape
     for i in prange(oh):
-        r0 = i * s
-        nr = _extent(r0, f, h)
         for j in range(ow):
-            c0 = j * s
-            nc = _extent(c0, f, w)
             total = 0.0
             squares = 0.0
-            for k in range(nr):
-                for kk in range(nc):
-                    v = np.float64(x[r0 + k, c0 + kk])
-                    total += v
-                    squares += v * v
+            for k in range(f):
+                for kk in range(f):
+                    v = _sample(x, rowmap, colmap, fill, i * s + k, j * s + kk)
+                    if v > 0.0:
+                        total += v
+                        squares += v * v
             if total <= 0.0:
                 out[i, j] = 0.0
                 continue
@@ -227,9 +263,9 @@ def stochastic(x, out, u, f, s, evaluate):  # pragma: no cover - compiled
             running = 0.0
             pick = 0.0
             done = False
-            for k in range(nr):
-                for kk in range(nc):
-                    v = np.float64(x[r0 + k, c0 + kk])
+            for k in range(f):
+                for kk in range(f):
+                    v = _sample(x, rowmap, colmap, fill, i * s + k, j * s + kk)
                     if v > 0.0:
                         pick = v  # rounding fallback: the last positive sample
                         running += v
