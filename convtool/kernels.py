@@ -930,7 +930,7 @@ def _from_file(path: str) -> KernelSpec:
 
 def _parse_matrix(text: str, what: str) -> np.ndarray:
     """Rows split by ';' or newlines, numbers by spaces or commas; '#' comments."""
-    body = text.strip()
+    body = text.replace("\u2212", "-").strip()  # a typographic minus pasted from a paper
     if body.startswith("[["):
         try:
             return _as_matrix(json.loads(body), what)
@@ -940,6 +940,12 @@ def _parse_matrix(text: str, what: str) -> np.ndarray:
         body = body[1:-1]
     rows: list[list[float]] = []
     lines = [line.split("#", 1)[0] for line in body.splitlines()]
+    filled = [line.strip().rstrip(";") for line in lines if line.strip().rstrip(";")]
+    if len(filled) > 1 and any(";" in line for line in filled):
+        raise UsageError(
+            f"{what} uses both ';' and line breaks between rows; put one row per line "
+            "(numbers split by spaces or commas) or every row on one line split by ';'"
+        )
     for chunk in ";".join(lines).split(";"):
         chunk = chunk.strip().strip("[]").strip().strip(",")
         if not chunk:
@@ -947,7 +953,7 @@ def _parse_matrix(text: str, what: str) -> np.ndarray:
         row = []
         for token in re.split(r"[,\s]+", chunk.strip()):
             try:
-                row.append(float(token))
+                row.append(float(token.strip("\"'")))
             except ValueError:
                 raise UsageError(
                     f"{what}: {token!r} is not a number (row {len(rows) + 1}); write rows "

@@ -381,12 +381,15 @@ def test_matrix_forms():
         "1 0 -1; 2 0 -2; 1 0 -1",
         "1,0,-1;2,0,-2;1,0,-1;",
         "1 0 -1\n2 0 -2\n1 0 -1\n",
-        "  1, 0, -1\n\n 2 , 0 , -2 ;1 0 -1 ",
+        "  1, 0, -1\n\n 2 , 0 , -2 \n1 0 -1 ",
         "[[1, 0, -1], [2, 0, -2], [1, 0, -1]]",
         "[1 0 -1; 2 0 -2; 1 0 -1]",
     ):
         np.testing.assert_array_equal(kernel(text), ref, err_msg=repr(text))
     np.testing.assert_array_equal(kernel("5"), [[5]])
+    np.testing.assert_array_equal(kernel("1 \u22121"), [[1, -1]])  # typographic minus
+    np.testing.assert_array_equal(kernel('"1","-2"\n"3","4"'), [[1, -2], [3, 4]])  # quoted CSV
+    np.testing.assert_array_equal(kernel("[1 2;\n 3 4]"), [[1, 2], [3, 4]])  # MATLAB, 2 lines
     np.testing.assert_array_equal(kernel("-.5 1e-3 +2"), np.float32([[-0.5, 0.001, 2]]))
     np.testing.assert_array_equal(kernel(ref.tolist()), ref)
     np.testing.assert_array_equal(kernel(tuple(map(tuple, ref.tolist()))), ref)
@@ -410,6 +413,10 @@ def test_kernel_files(tmp_path):
     np.testing.assert_array_equal(kernel(f"@{tmp_path / 'k.csv'}"), ref)
     np.testing.assert_array_equal(kernel(f"@{tmp_path / 'k.npy'}"), ref.T)
     np.testing.assert_array_equal(kernel(tmp_path / "k.csv"), ref)  # a PathLike is a file
+    home = os.path.expanduser("~")
+    if tmp_path.is_relative_to(home):  # '~' is expanded
+        rel = tmp_path.relative_to(home) / "k.csv"
+        np.testing.assert_array_equal(kernel(f"@~/{rel}"), ref)
     spec = resolve(f"@{tmp_path / 'k.txt'}")
     assert spec.name == f"@{tmp_path / 'k.txt'}" and spec.labels == ("k.txt",)
 
@@ -466,6 +473,7 @@ ERRORS = [
     ("1 -inf", "non-finite"),
     ("1e999 1", "non-finite"),
     ("1 2 x", "'x' is not a number"),
+    ("1;0;-1\n2;0;-2", "uses both ';' and line breaks"),  # a ';'-separated CSV
     ("sobel x", "bad kernel spec"),
     ("gaussian:0", "sigma must be > 0"),
     ("gaussian:sigma=-1", "sigma must be > 0"),
