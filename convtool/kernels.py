@@ -1031,7 +1031,8 @@ def _auto_scale(weights: np.ndarray) -> str:
     """``--scale auto`` for a user matrix: clip if non-negative, offset if zero-sum."""
     if (weights >= 0).all():
         return "clip"
-    total = float(np.abs(weights).sum())
-    if abs(float(weights.sum())) <= 1e-6 * max(total, 1.0):
+    w = weights.astype(np.float64)  # float32 sums of huge weights would overflow
+    total = float(np.abs(w).sum())
+    if abs(float(w.sum())) <= 1e-6 * max(total, 1.0):
         return "offset"
     return "clip"
