@@ -291,12 +291,13 @@ def _freeze(array: Any) -> np.ndarray:
 MAX_SIZE = 1025
 
 
-def _odd_size(sigma: float) -> int:
+def _odd_size(sigma: float, what: str = "sigma") -> int:
+    """``2*ceil(3*sigma)+1``, the default width of the Gaussian-based kernels."""
     size = 2 * math.ceil(3.0 * sigma) + 1
     if size > MAX_SIZE:
         raise UsageError(
-            f"sigma {_fmt_value(sigma)} would need a {size}x{size} kernel, over the "
-            f"{MAX_SIZE}x{MAX_SIZE} limit: use sigma <= {(MAX_SIZE - 1) // 6} or give size="
+            f"{what} {_fmt_value(sigma)} would need a {size}x{size} kernel, over the "
+            f"{MAX_SIZE}x{MAX_SIZE} limit: use {what} <= {(MAX_SIZE - 1) // 6} or give size="
         )
     return size
 
@@ -400,7 +401,7 @@ def _log(sigma: float, size: int | None) -> np.ndarray:
 def _dog(sigma1: float, sigma2: float, size: int | None) -> np.ndarray:
     if sigma1 == sigma2:
         raise UsageError("dog: sigma1 and sigma2 must differ (e.g. dog:sigma1=1,sigma2=1.6)")
-    size = size or _odd_size(max(sigma1, sigma2))
+    size = size or _odd_size(max(sigma1, sigma2), "max(sigma1, sigma2)")
     return _gaussian2d(sigma1, size) - _gaussian2d(sigma2, size)
 
 
@@ -410,7 +411,7 @@ def _gabor(
     # Real part of a Gabor filter, amplitude 1 at the centre as in OpenCV's
     # getGaborKernel. `theta` is the direction of the wave (across the stripes).
     lambd = rest["lambda"]  # a Python keyword, so it arrives by **
-    size = size or _odd_size(max(sigma, sigma / gamma))
+    size = size or _odd_size(max(sigma, sigma / gamma), "sigma/min(gamma,1)")
     x, y = _grid(size)
     t = math.radians(theta)
     xr = x * math.cos(t) + y * math.sin(t)
