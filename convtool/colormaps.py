@@ -156,7 +156,19 @@ def apply(values: np.ndarray, name: str, lo: float, hi: float) -> np.ndarray:
     v = np.asarray(values, dtype=np.float32)
     span = float(hi) - float(lo)
     scale = (len(table) - 1) / span if span > 0 else 0.0
-    idx = (v - np.float32(lo)) * np.float32(scale) + np.float32(0.5)
-    idx = np.nan_to_num(idx, nan=0.0)
-    np.clip(idx, 0, len(table) - 1, out=idx)
-    return table[idx.astype(np.intp)]
+    idx = v - np.float32(lo)
+    idx *= np.float32(scale)
+    idx += np.float32(0.5)
+    np.fmax(idx, np.float32(0), out=idx)  # fmax also sends NaN to 0
+    np.minimum(idx, np.float32(len(table) - 1), out=idx)
+    # gather 4-byte words (RGB + pad) rather than 3-byte rows: several times faster
+    packed = _packed(name, len(table))
+    words = packed[idx.astype(np.uint8 if len(table) <= 256 else np.intp)]
+    return words.view(np.uint8).reshape(*v.shape, 4)[..., :3]
+
+
+@cache
+def _packed(name: str, n: int) -> np.ndarray:
+    table = np.zeros((n, 4), dtype=np.uint8)
+    table[:, :3] = lut(name, n)
+    return table.view(np.uint32).reshape(n)

@@ -557,6 +557,7 @@ class Layer:
     fc_params: int | None = None
     labels: tuple[str, ...] = ()
     detail: str = ""
+    source: str = ""
     weight: np.ndarray | None = None
     bias: np.ndarray | None = None
     groups: int = 1
@@ -567,13 +568,19 @@ class Layer:
     def title(self) -> str:
         """``"03 pool max 2x2/2 -> 6x127x127"`` style heading."""
         c, h, w = self.out_shape
-        head = f"{self.index:02d} {self.name}"
-        return f"{head} {self.detail} -> {c}x{h}x{w}".replace("  ", " ")
+        parts = [f"{self.index:02d}", self.label, self.detail, f"-> {c}x{h}x{w}"]
+        return " ".join(p for p in parts if p)
+
+    @property
+    def label(self) -> str:
+        """Name, type (when the name differs) and filter source: ``C1 conv random:6 he``."""
+        parts = [self.name] + ([self.kind] if self.kind != self.name else []) + [self.source]
+        return " ".join(p for p in parts if p)
 
     @property
     def stem(self) -> str:
-        """File stem for this layer's picture: ``01_conv``."""
-        return f"{self.index:02d}_{re.sub(r'[^A-Za-z0-9_-]+', '_', self.name)}"
+        """File stem for this layer's picture: ``01_conv``, ``02_relu``."""
+        return f"{self.index:02d}_{self.kind}"
 
 
 def _fit(stack: list[np.ndarray]) -> np.ndarray:
@@ -744,8 +751,10 @@ def _conv_layer(
     out_shape = (m, oh, ow)
     params = weight.size + (m if bias is not None else 0)
     in_size, out_size = c * h * w, m * oh * ow
-    extra = f" g{groups}" if groups > 1 else ""
-    d_text = f" d{d}" if d > 1 else ""
+    extra = f" groups {groups}" if groups > 1 else ""
+    d_text = f" dilation {d}" if d > 1 else ""
+    if pad_text == "constant":
+        pad_text = "zero" if o["pad_value"] == 0 else f"constant {o['pad_value']:g}"
     return Layer(
         index=index,
         kind="conv",
@@ -759,7 +768,8 @@ def _conv_layer(
         jump=jump * s,
         fc_params=int(in_size * out_size + out_size),
         labels=labels,
-        detail=f"{source} {k}x{k}/{s} pad {pad_text}{d_text}{extra}",
+        detail=f"{k}x{k}/{s} {pad_text}{d_text}{extra}",
+        source=source,
         weight=np.ascontiguousarray(weight, dtype=np.float32),
         bias=bias,
         groups=groups,
@@ -802,7 +812,7 @@ def _pool_layer(
         ow = pool_output_size(w, f, s, padding=padding, ceil=o["ceil"], axis="width")
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}; or fewer layers before it") from None
-    pad_text = "" if padding == 0 else f" pad {pad} {padding}"
+    pad_text = "" if padding == 0 else f" pad {padding} {'zero' if pad == 'constant' else pad}"
     return Layer(
         index=index,
         kind="pool",

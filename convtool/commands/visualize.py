@@ -1,7 +1,234 @@
-"""Placeholder: the `visualize` command is being built."""
+"""``convtool visualize``: feature maps of filters or a small network, as grids.
+
+Imports only Typer and the standard library at module level; numpy, Pillow,
+the network code and the filtering core are imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
 
 import typer
 
+from ._common import cli_errors, set_threads
+
+HELP = """\
+Draw feature maps as labelled grids of tiles, input first.
+
+Filters: each -k SPEC (or each filter of --bank edges|gabor|log|random:N) is
+convolved with the image (its luminance, for colour images) and drawn as one
+tile of one PNG.
+
+[cyan]convtool visualize samples/camera.png -k sobel-x -k sobel-y -k laplacian -o edges.png[/]
+
+[cyan]convtool visualize samples/brick.png --bank gabor --cmap diverging -o gabor.png[/]
+
+Networks: --net FILE.toml or --layers "..." runs the stack and writes one grid
+per layer (01_conv.png, 02_relu.png, ...) plus overview.png into -o DIR/.
+
+[cyan]convtool visualize samples/astronaut.png --net samples/nets/lenet.toml -o out/ --summary[/]
+
+[cyan]convtool visualize samples/camera.png --layers "conv(edges) relu pool(max,2)" -o out/[/]
+
+Colour maps: auto (default) draws signed maps with diverging (blue < 0 < red,
+white at zero, range symmetric about zero) and the others with gray. --normalize
+map gives every tile its own range, global one range for all.
+"""
+
+
+def _write_png(dest: Path, rgb: Any, compress: int | None) -> None:
+    """Write a uint8 RGB sheet as PNG, atomically (no float scaling pass)."""
+    from PIL import Image
+
+    from ..io import DEFAULT_PNG_LEVEL, _atomic_write
+
+    level = DEFAULT_PNG_LEVEL if compress is None else compress
+    img = Image.fromarray(rgb)
+    _atomic_write(dest, lambda fh: img.save(fh, format="PNG", compress_level=level))
+
+
+def _filter_maps(
+    image: Any,
+    kernels: list[str],
+    bank: str | None,
+    pad: str,
+    correlate: bool,
+    size: int,
+    seed: int,
+) -> tuple[list[Any], list[str]]:
+    """Responses of -k specs and/or a --bank, one 2-D map per filter."""
+    from ..filtering import convolve
+    from ..kernels import resolve
+    from ..network import BANKS, Net, make_layer, plan
+
+    specs: list[str] = list(kernels)
+    maps: list[Any] = []
+    labels: list[str] = []
+    if bank:
+        key = bank.strip().lower()
+        if key.startswith("random"):
+            layer = make_layer(1, "conv", {"filters": key, "size": size, "seed": seed})
+            (planned,) = plan(Net(layers=(layer,)), (1, size, size))
+            weights = planned.weight[:, 0]
+            labels += [f"random {i}" for i in range(len(weights))]
+            resp = convolve(image, weights, pad=pad, correlate=True, combine="stack")
+            maps += list(resp)
+        elif key in BANKS:
+            specs = list(BANKS[key]) + specs
+        else:
+            from ..errors import UsageError
+
+            raise UsageError(
+                f"unknown bank {bank!r}: use {', '.join(BANKS)} or random:N (or -k SPEC)"
+            )
+    for spec in specs:
+        ks = resolve(spec)
+        maps.append(convolve(image, ks, pad=pad, correlate=correlate))
+        labels.append(spec)
+    return maps, labels
+
+
+@cli_errors
+def visualize(
+    image: Path = typer.Argument(..., metavar="IMAGE", help="Input image ('-' for stdin)."),
+    kernel: list[str] = typer.Option(
+        None, "--kernel", "-k", metavar="SPEC", help="A filter to show (repeatable)."
+    ),
+    bank: str = typer.Option(
+        None, "--bank", "-b", metavar="NAME", help="A filter bank: edges, gabor, log, random:N."
+    ),
+    net: str = typer.Option(None, "--net", "-n", metavar="FILE", help="A network TOML file."),
+    layers: str = typer.Option(
+        None,
+        "--layers",
+        "-l",
+        metavar="TEXT",
+        help='Inline network: "conv(edges) relu pool(max,2)".',
+    ),
+    output: str = typer.Option(
+        None,
+        "--output",
+        "-o",
+        metavar="PATH",
+        help="Grid PNG for filters (default IMAGE-STEM_maps.png); a directory for a network "
+        "(default IMAGE-STEM_layers/).",
+    ),
+    normalize: str = typer.Option("map", "--normalize", help="map (per tile) or global."),
+    cmap: str = typer.Option(
+        "auto", "--cmap", help="auto, gray, viridis, magma or diverging (auto: see above)."
+    ),
+    cols: int = typer.Option(None, "--cols", min=1, help="Tiles per row (default near-square)."),
+    gutter: int = typer.Option(6, "--gutter", min=0, help="Pixels between tiles."),
+    colorbar: bool = typer.Option(
+        False, "--colorbar", help="A colour bar with its range per tile."
+    ),
+    show_range: bool = typer.Option(False, "--range", help="Print each tile's min and max."),
+    max_tile: int = typer.Option(
+        None,
+        "--max-tile",
+        min=16,
+        help="Largest tile side in pixels; bigger maps are reduced (default 512 for filters, "
+        "256 for a network's layers).",
+    ),
+    pad: str = typer.Option("reflect", "--pad", help="Pad mode for -k/--bank filters."),
+    correlate: bool = typer.Option(False, "--correlate", help="Correlate -k filters (no flip)."),
+    size: int = typer.Option(5, "--size", min=1, help="Kernel size of --bank random:N."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of --bank random:N."),
+    gray: bool = typer.Option(False, "--gray", help="Convert the image to luminance first."),
+    summary: bool = typer.Option(False, "--summary", help="Print the network's layer table."),
+    max_maps: int = typer.Option(8, "--max-maps", min=1, help="Maps per layer in overview.png."),
+    compress: int = typer.Option(None, "--compress", min=0, max=9, help="PNG zlib level."),
+    threads: int = typer.Option(None, "--threads", min=1, help="Numba threads."),
+) -> None:
+    """Draw feature maps as labelled grids (filters, a bank, or a network layer by layer)."""
+    from ..errors import UsageError
+
+    kernels = list(kernel or [])
+    use_net = net is not None or layers is not None
+    if net is not None and layers is not None:
+        raise UsageError("give --net FILE or --layers TEXT, not both")
+    if use_net and (kernels or bank):
+        raise UsageError("-k/--bank draw filters, --net/--layers a network: use one or the other")
+    if not use_net and not kernels and not bank:
+        raise UsageError("nothing to draw: give -k SPEC, --bank NAME, --net FILE or --layers TEXT")
+    if summary and not use_net:
+        raise UsageError("--summary needs --net or --layers")
+
+    from ..grid import grid as draw_grid
+    from ..grid import overview, styles
+    from ..io import check_not_input, luminance, read_image
+
+    grid_kw = dict(
+        cols=cols,
+        normalize=normalize,
+        cmap=cmap,
+        gutter=gutter,
+        colorbar=colorbar,
+        show_range=show_range,
+        max_tile=max_tile or (256 if use_net else 512),
+    )
+    styles([], normalize=normalize, cmap=cmap)  # validate names before reading
+    set_threads(threads)
+    stem = "stdin" if str(image) == "-" else Path(image).stem
+
+    if not use_net:
+        dest = Path(output or f"{stem}_maps.png")
+        if dest.suffix.lower() != ".png":
+            raise UsageError(f"the grid is a PNG: give -o NAME.png, not {dest}")
+        check_not_input([dest], [image])
+        img = read_image(image, gray=gray)
+        data = img.data if img.data.ndim == 2 else luminance(img.data)
+        maps, labels = _filter_maps(data, kernels, bank, pad, correlate, size, seed)
+        sheet = draw_grid(maps, labels, input_image=img.data, **grid_kw)
+        _write_png(dest, sheet, compress)
+        typer.echo(f"{dest}: {len(maps)} maps", err=True)
+        return
+
+    from ..network import feature_maps, load_net, plan
+
+    spec = load_net(net if net is not None else layers)
+    outdir = Path(output or f"{stem}_layers")
+    if outdir.exists() and not outdir.is_dir():
+        raise UsageError(f"-o {outdir} is a file; a network writes a directory of PNGs")
+    img = read_image(image, gray=gray)
+    shape = (
+        (1,) + img.data.shape if img.data.ndim == 2 else (img.data.shape[2],) + img.data.shape[:2]
+    )
+    planned = plan(spec, shape)  # fails before anything runs or is written
+    if summary:
+        from .summary import print_summary
+
+        h, w, c = shape[1], shape[2], shape[0]
+        print_summary(planned, shape, f"{spec.name}: input {h}x{w}x{c}")
+    results = feature_maps(img.data, spec)
+    outdir.mkdir(parents=True, exist_ok=True)
+    written = []
+    # zlib releases the GIL: encode one sheet while the next is drawn
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        jobs = []
+        for layer, maps in results:
+            sheet = draw_grid(
+                maps,
+                layer.labels,
+                input_image=img.data,
+                title=f"{spec.name}: {layer.title}",
+                **grid_kw,
+            )
+            dest = outdir / f"{layer.stem}.png"
+            jobs.append(pool.submit(_write_png, dest, sheet, compress))
+            written.append(dest)
+        rows = [(layer.title, maps) for layer, maps in results]
+        sheet = overview(rows, input_image=img.data, max_maps=max_maps, cmap=cmap, title=spec.name)
+        jobs.append(pool.submit(_write_png, outdir / "overview.png", sheet, compress))
+        for job in jobs:
+            job.result()
+    typer.echo(f"{outdir}{os.sep}: {len(written)} layer grids + overview.png", err=True)
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    """Add ``visualize`` to the app."""
+    app.command("visualize", help=HELP)(visualize)
