@@ -262,8 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         "warmup_command": {"cold_cache": warmup_cold, "warm_cache": warmup_warm},
     }
     if args.json:
-        common.dump_json(doc)
-        return 0
+        common.dump_json(args.json, doc)
+        if args.json == "-":
+            return 0
 
     print(common.machine_text(doc["machine"]))
     print(f"\nwhole-process wall time, median of {repeat} runs after one untimed run")

@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     info = common.machine()
     if args.json:
         common.dump_json(
+            args.json,
             {
                 "benchmark": "convolve",
                 "size": n,
@@ -191,9 +192,10 @@ def main(argv: list[str] | None = None) -> int:
                 "machine": info,
                 "floors_ms": {k: v.median_ms for k, v in floors.items()},
                 "rows": rows,
-            }
+            },
         )
-        return 0
+        if args.json == "-":
+            return 0
     print(common.machine_text(info))
     print(
         f"image {n}x{n} float32 (uint8 RGB for its row), pad reflect (cv2 BORDER_REFLECT_101),"

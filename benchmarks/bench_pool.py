@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     info = common.machine()
     if args.json:
         common.dump_json(
+            args.json,
             {
                 "benchmark": "pool",
                 "size": n,
@@ -130,9 +131,10 @@ def main(argv: list[str] | None = None) -> int:
                 "machine": info,
                 "input_copy_ms": input_copy.median_ms,
                 "rows": rows,
-            }
+            },
         )
-        return 0
+        if args.json == "-":
+            return 0
     print(common.machine_text(info))
     print(
         f"image {n}x{n} float32, pad valid, {args.threads} threads, median of >= {repeat} runs;"

@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     info = common.machine()
     if args.json:
         common.dump_json(
+            args.json,
             {
                 "benchmark": "scaling",
                 "threads": args.threads,
@@ -178,9 +179,10 @@ def main(argv: list[str] | None = None) -> int:
                 "crossover_k": crossover,
                 "auto_switch_k": auto_switch,
                 "switch_matches_crossover": agree,
-            }
+            },
         )
-        return 0
+        if args.json == "-":
+            return 0
     print(common.machine_text(info))
     print(f"\n3x3 random kernel, pad reflect, {args.threads} threads, median of >= {repeat} runs")
     print(

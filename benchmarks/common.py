@@ -189,7 +189,13 @@ def machine_text(info: dict[str, Any]) -> str:
 def parser(description: str, *, threads: bool = True) -> argparse.ArgumentParser:
     """An argument parser with the options every script shares."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--json", action="store_true", help="print one JSON document instead")
+    p.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="also write the results as JSON to FILE; bare --json prints only JSON on stdout",
+    )
     p.add_argument("--repeat", type=int, default=7, help="timed runs per case (min 5)")
     if threads:
         p.add_argument(
@@ -255,7 +261,9 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(out)
 
 
-def dump_json(doc: dict[str, Any]) -> None:
+def dump_json(dest: str, doc: dict[str, Any]) -> None:
+    """Write ``doc`` as JSON to ``dest`` ("-" = stdout)."""
+
     def default(o: Any) -> Any:
         if isinstance(o, Timing):
             return asdict(o)  # the kept warm-up result is not a field
@@ -263,8 +271,12 @@ def dump_json(doc: dict[str, Any]) -> None:
             return o.tolist()
         return str(o)
 
-    json.dump(doc, sys.stdout, indent=2, default=default)
-    sys.stdout.write("\n")
+    text = json.dumps(doc, indent=2, default=default) + "\n"
+    if dest == "-":
+        sys.stdout.write(text)
+    else:
+        with open(dest, "w", encoding="utf-8") as fh:
+            fh.write(text)
 
 
 def verdict(ok: bool | None) -> str:
