@@ -12,7 +12,7 @@ from PIL import Image as PILImage
 from convtool.errors import InputError, UsageError
 from convtool.io import (
     check_not_input,
-    encode_png16,
+    encode_png,
     luminance,
     output_format,
     read_image,
@@ -234,11 +234,26 @@ def test_write_16bit_gray_and_colour(tmp_path):
     np.testing.assert_array_equal(back[..., 3], a)
 
 
-def test_encode_png16_is_valid_png():
+def test_encode_png_is_valid_png():
     px = np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000
-    im = PILImage.open(io.BytesIO(encode_png16(px)))
+    im = PILImage.open(io.BytesIO(encode_png(px)))
     assert im.size == (4, 3) and im.mode.startswith("I")
     np.testing.assert_array_equal(np.asarray(im), px)
+
+
+@pytest.mark.parametrize("shape,dtype", [((1200, 1800, 4), np.uint8), ((1500, 1500), np.uint16)])
+def test_encode_png_parallel_blocks_decode_exactly(shape, dtype):
+    # > 4 MiB of filtered rows: several deflate blocks joined into one zlib stream
+    top = np.iinfo(dtype).max
+    ramp = np.linspace(0, top - 3, num=shape[0] * shape[1]).reshape(shape[:2])
+    px = (ramp + RNG.integers(0, 3, size=shape[:2])).astype(dtype)
+    if len(shape) == 3:
+        px = np.dstack([px, px[::-1], px[:, ::-1], RNG.integers(0, 256, size=shape[:2])])
+        px = px.astype(dtype)
+    for level in (0, 1, 6):
+        with PILImage.open(io.BytesIO(encode_png(px, level))) as im:
+            assert im.size == (shape[1], shape[0])
+            np.testing.assert_array_equal(np.asarray(im), px)
 
 
 def test_source_depth_rescales_clip(tmp_path):
