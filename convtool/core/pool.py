@@ -43,6 +43,12 @@ FILL = -1  # constant padding: the fill value
 SKIP = -2  # beyond the padded border (ceil mode): not part of the window
 
 
+# The specialised loops index with unsigned integers: Numba then skips the
+# negative-index wraparound test, and the loops vectorise (about 1.5x faster).
+_ONE = np.uint64(1)
+_TWO = np.uint64(2)
+
+
 @njit(cache=True, parallel=True)
 def max_2x2_s2(x, out, i0, i1, j0, j1, off):  # pragma: no cover - compiled
     """``out[i, j]`` for the box ``[i0, i1) x [j0, j1)``; window at ``x[2i-off, 2j-off]``."""
@@ -51,19 +57,20 @@ def max_2x2_s2(x, out, i0, i1, j0, j1, off):  # pragma: no cover - compiled
         r1 = x[2 * i - off + 1]
         o = out[i]
         for j in range(j0, j1):
-            c = 2 * j - off
-            o[j] = max(max(r0[c], r0[c + 1]), max(r1[c], r1[c + 1]))
+            c = np.uint64(2 * j - off)
+            o[np.uint64(j)] = max(max(r0[c], r0[c + _ONE]), max(r1[c], r1[c + _ONE]))
 
 
 @njit(cache=True, parallel=True)
 def avg_2x2_s2(x, out, i0, i1, j0, j1, off):  # pragma: no cover - compiled
+    quarter = np.float32(0.25)
     for i in prange(i0, i1):
         r0 = x[2 * i - off]
         r1 = x[2 * i - off + 1]
         o = out[i]
         for j in range(j0, j1):
-            c = 2 * j - off
-            o[j] = ((r0[c] + r0[c + 1]) + (r1[c] + r1[c + 1])) * np.float32(0.25)
+            c = np.uint64(2 * j - off)
+            o[np.uint64(j)] = ((r0[c] + r0[c + _ONE]) + (r1[c] + r1[c + _ONE])) * quarter
 
 
 @njit(cache=True, parallel=True)
@@ -74,11 +81,11 @@ def max_3x3_s2(x, out, i0, i1, j0, j1, off):  # pragma: no cover - compiled
         r2 = x[2 * i - off + 2]
         o = out[i]
         for j in range(j0, j1):
-            c = 2 * j - off
-            a = max(max(r0[c], r0[c + 1]), r0[c + 2])
-            b = max(max(r1[c], r1[c + 1]), r1[c + 2])
-            d = max(max(r2[c], r2[c + 1]), r2[c + 2])
-            o[j] = max(max(a, b), d)
+            c = np.uint64(2 * j - off)
+            a = max(max(r0[c], r0[c + _ONE]), r0[c + _TWO])
+            b = max(max(r1[c], r1[c + _ONE]), r1[c + _TWO])
+            d = max(max(r2[c], r2[c + _ONE]), r2[c + _TWO])
+            o[np.uint64(j)] = max(max(a, b), d)
 
 
 @njit(cache=True, inline="always")
@@ -120,6 +127,61 @@ def _row_reduce(op, row, colmap, fill, f, s, off, j):  # pragma: no cover - comp
     return acc
 
 
+@njit(cache=True, inline="always")
+def _accumulate_strided(op, row, o, lo, hi, f, s, off):  # pragma: no cover - compiled
+    # Window offset outermost, output column innermost, so that the compiler
+    # vectorises along the row. Two details make that happen: unsigned indices
+    # (no negative-index wraparound test per element) and ``+ 0`` after
+    # max/min (else LLVM turns "store back the max" into a conditional store
+    # and gives up on vectorising).
+    zero = o.dtype.type(0)
+    if op == OP_MAX:
+        for kk in range(f):
+            for j in range(lo, hi):
+                ju = np.uint64(j)
+                o[ju] = max(o[ju], row[np.uint64(j * s - off + kk)]) + zero
+    elif op == OP_MIN:
+        for kk in range(f):
+            for j in range(lo, hi):
+                ju = np.uint64(j)
+                o[ju] = min(o[ju], row[np.uint64(j * s - off + kk)]) + zero
+    else:
+        for kk in range(f):
+            for j in range(lo, hi):
+                ju = np.uint64(j)
+                o[ju] += row[np.uint64(j * s - off + kk)]
+
+
+@njit(cache=True, inline="always")
+def _accumulate_interior(op, row, o, lo, hi, f, s, off):  # pragma: no cover - compiled
+    """``o[j] = op(o[j], row[j*s-off .. j*s-off+f-1])`` for j in [lo, hi).
+
+    Strides 1 and 2 get their own copies of the loop with the stride a
+    constant, so they vectorise.
+    """
+    if s == 1:
+        _accumulate_strided(op, row, o, lo, hi, f, 1, off)
+    elif s == 2:
+        _accumulate_strided(op, row, o, lo, hi, f, 2, off)
+    else:
+        _accumulate_strided(op, row, o, lo, hi, f, s, off)
+
+
+@njit(cache=True, inline="always")
+def _accumulate_rows(op, o, t, n):  # pragma: no cover - compiled
+    """``o[j] = op(o[j], t[j])`` for j < n, one vectorisable loop per op."""
+    zero = o.dtype.type(0)
+    if op == OP_MAX:
+        for j in range(n):
+            o[j] = max(o[j], t[j]) + zero
+    elif op == OP_MIN:
+        for j in range(n):
+            o[j] = min(o[j], t[j]) + zero
+    else:
+        for j in range(n):
+            o[j] += t[j]
+
+
 @njit(cache=True, parallel=True)
 def reduce_table(
     x, out, op, rowmap, colmap, fill, ncols, f, s, off, i0, i1, j0, j1, ja, jb
@@ -152,12 +214,7 @@ def reduce_table(
                         o[j] = _combine(op, o[j], fill)
                 continue
             row = x[r]
-            for j in range(lo, hi):
-                c = j * s - off
-                acc = o[j]
-                for kk in range(f):
-                    acc = _combine(op, acc, row[c + kk])
-                o[j] = acc
+            _accumulate_interior(op, row, o, lo, hi, f, s, off)
             for j in range(j0, lo):
                 o[j] = _combine(op, o[j], _row_reduce(op, row, colmap, fill, f, s, off, j))
             for j in range(hi, j1):
@@ -196,11 +253,8 @@ def reduce_table_separable(
                 continue
             row = x[r]
             for j in range(lo, hi):
-                c = j * s - off
-                acc = row[c]
-                for kk in range(1, f):
-                    acc = _combine(op, acc, row[c + kk])
-                t[j] = acc
+                t[j] = _initial(op)
+            _accumulate_interior(op, row, t, lo, hi, f, s, off)
             for j in range(0, lo):
                 t[j] = _row_reduce(op, row, colmap, fill, f, s, off, j)
             for j in range(hi, ow):
@@ -214,9 +268,7 @@ def reduce_table_separable(
                 if rowmap[i * s + k] == SKIP:
                     continue
                 nrows += 1
-                t = tmp[i * s + k - q0]
-                for j in range(ow):
-                    o[j] = _combine(op, o[j], t[j])
+                _accumulate_rows(op, o, tmp[i * s + k - q0], ow)
             if op == OP_SUM:
                 for j in range(ow):
                     o[j] = o[j] / (nrows * ncols[j])
