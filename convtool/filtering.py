@@ -312,17 +312,21 @@ def _correlate(
         lpad = left if padded else 0
         ext = conv.index_map(wd, -lpad, 1, wd + lpad + right, 1, 1, code)[:, 0]
         nblocks = max(1, min(oh, 64))
-        conv.separable_kernel(kw)(
-            flat, nch, u, v, rmap, ext, cval32, lpad, stride, dilation, out, nblocks
+        # output rows whose source rows all lie inside the image (fused vertical pass)
+        ilo = min(oh, -(-top // stride))
+        last = h - 1 + top - dilation * (kh - 1)
+        ihi = max(ilo, min(oh, last // stride + 1)) if last >= 0 else ilo
+        conv.separable(
+            flat, nch, u, v, rmap, ilo, ihi, ext, cval32, lpad, stride, dilation, out, nblocks
         )
     else:
         cmap = conv.index_map(wd, -left, stride, ow, kw, dilation, code)
         if stride == 1:
             lo = min(left, ow)
             hi = min(max(wd - dilation * (kw - 1) + left, lo), ow)
-            conv.direct_kernel(kw)(flat, nch, wc, rmap, cmap, cval32, lo, hi, dilation, left, out)
+            conv.direct(flat, nch, wc, rmap, cmap, cval32, lo, hi, dilation, out)
         else:
-            conv.strided_kernel()(flat, nch, wc, rmap, cmap, cval32, out)
+            conv.strided(flat, nch, wc, rmap, cmap, cval32, out)
     return out.reshape((oh, ow, nch) if img.ndim == 3 else (oh, ow))
 
 
@@ -575,17 +579,17 @@ def filter_bank(
 def warmup() -> None:
     """Compile (or load from the cache) every Numba kernel this module uses.
 
+    Three parallel drivers (direct, strided, separable) for float32 and uint8
+    images; every kernel size goes through the same compiled code.
+
     Examples
     --------
     >>> warmup()
     """
-    from .core import conv
 
+    w = np.ones((3, 3), np.float32)
     for dtype in (np.float32, np.uint8):
         img = np.zeros((12, 12), dtype)
-        for k in conv.SPECIALISED_WIDTHS + (11,):
-            w = np.ones((3, k), np.float32)
-            w[0, 0] = 2.0  # rank 2: stays direct
-            convolve(img, w, method="direct")
-            convolve(img, np.ones((3, k), np.float32), method="separable", pad="constant")
-        convolve(img, np.ones((3, 3), np.float32), method="direct", stride=2)
+        for method in ("direct", "separable"):
+            for stride in (1, 2):
+                convolve(img, w, method=method, stride=stride)

@@ -33,8 +33,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-#: Kernel widths with a compile-time specialisation (others use the generic one).
-SPECIALISED_WIDTHS: tuple[int, ...] = tuple(range(1, 10))
+from .conv_taps import acc1, set1, taps_acc, taps_set
 
 #: Pad-mode codes (same order as convtool.modes.PAD_MODES).
 CONSTANT, REPLICATE, REFLECT, SYMMETRIC, WRAP, VALID = range(6)
@@ -76,174 +75,156 @@ def index_map(n: int, start: int, step: int, count: int, taps: int, dil: int, mo
     return pos
 
 
-def _make_direct(kw_const: int):
-    """Direct correlation, column stride 1, kernel width ``kw_const`` (0: any)."""
+@njit(cache=True, parallel=True, fastmath=_FASTMATH)
+def direct(img, nch, w, rmap, cmap, cval, lo, hi, dil, out):
+    """Direct correlation with column stride 1 (any kernel size).
 
-    @njit(cache=True, parallel=True, fastmath=_FASTMATH)
-    def direct(img, nch, w, rmap, cmap, cval, lo, hi, dil, left, out):
-        oh = out.shape[0]
-        ow = cmap.shape[0]
-        kh = w.shape[0]
-        kw = kw_const if kw_const > 0 else w.shape[1]
-        step = dil * nch
-        off = left * nch
-        for i in prange(oh):
-            orow = out[i]
-            for jj in range(orow.shape[0]):
-                orow[jj] = np.float32(0.0)
+    Interior columns ``[lo, hi)`` run :func:`taps_set` / :func:`taps_acc` on
+    views of the source rows (vectorised); the border columns go through
+    ``cmap`` one value at a time. Rows come from ``rmap``.
+    """
+    oh = out.shape[0]
+    ow = cmap.shape[0]
+    kh, kw = w.shape
+    step = dil * nch
+    n = (hi - lo) * nch
+    rowsum = np.zeros(kh, dtype=np.float32)
+    for a in range(kh):
+        for b in range(kw):
+            rowsum[a] += w[a, b]
+    for i in prange(oh):
+        orow = out[i]
+        if n > 0:
+            inner = orow[lo * nch : hi * nch]
+            first = True
+            outside = False
+            extra = np.float32(0.0)
             for a in range(kh):
                 r = rmap[i, a]
                 if r < 0:
-                    t = np.float32(0.0)
+                    outside = True
+                    extra += rowsum[a] * cval
+                elif first:
+                    taps_set(img[r], 0, step, w[a], inner, n)
+                    first = False
+                else:
+                    taps_acc(img[r], 0, step, w[a], inner, n)
+            if first:
+                for k in range(n):
+                    inner[k] = extra
+            elif outside:
+                for k in range(n):
+                    inner[k] += extra
+        nb = lo + (ow - hi)
+        for jb in range(nb):
+            j = jb if jb < lo else hi + (jb - lo)
+            for c in range(nch):
+                s = np.float32(0.0)
+                for a in range(kh):
+                    r = rmap[i, a]
                     for b in range(kw):
-                        t += w[a, b]
-                    t *= cval
-                    for jj in range(orow.shape[0]):
-                        orow[jj] += t
-                    continue
-                src = img[r]
-                wr = w[a]
-                # border columns through the column map
-                nb = lo + (ow - hi)
-                for jb in range(nb):
-                    j = jb if jb < lo else hi + (jb - lo)
-                    for c in range(nch):
-                        s = np.float32(0.0)
-                        for b in range(kw):
-                            x = cmap[j, b]
-                            if x < 0:
-                                s += wr[b] * cval
-                            else:
-                                s += wr[b] * np.float32(src[x * nch + c])
-                        orow[j * nch + c] += s
-                # interior: a tight, unrolled, vectorisable loop
-                for jj in range(lo * nch, hi * nch):
-                    s = np.float32(0.0)
-                    base = jj - off
-                    for b in range(kw):
-                        s += wr[b] * np.float32(src[base + b * step])
-                    orow[jj] += s
-
-    return direct
+                        x = cmap[j, b]
+                        if r < 0 or x < 0:
+                            s += w[a, b] * cval
+                        else:
+                            s += w[a, b] * np.float32(img[r, x * nch + c])
+                orow[j * nch + c] = s
 
 
-def _make_strided():
+@njit(cache=True, parallel=True, fastmath=_FASTMATH)
+def strided(img, nch, w, rmap, cmap, cval, out):
     """Direct correlation for any column stride: every column via the map."""
-
-    @njit(cache=True, parallel=True, fastmath=_FASTMATH)
-    def strided(img, nch, w, rmap, cmap, cval, out):
-        oh = out.shape[0]
-        ow = cmap.shape[0]
-        kh, kw = w.shape
-        for i in prange(oh):
-            orow = out[i]
-            for jj in range(orow.shape[0]):
-                orow[jj] = np.float32(0.0)
-            for a in range(kh):
-                r = rmap[i, a]
-                for j in range(ow):
-                    for c in range(nch):
-                        s = np.float32(0.0)
-                        for b in range(kw):
-                            x = cmap[j, b]
-                            if r < 0 or x < 0:
-                                s += w[a, b] * cval
-                            else:
-                                s += w[a, b] * np.float32(img[r, x * nch + c])
-                        orow[j * nch + c] += s
-
-    return strided
+    oh = out.shape[0]
+    ow = cmap.shape[0]
+    kh, kw = w.shape
+    for i in prange(oh):
+        orow = out[i]
+        for jj in range(orow.shape[0]):
+            orow[jj] = np.float32(0.0)
+        for a in range(kh):
+            r = rmap[i, a]
+            for j in range(ow):
+                for c in range(nch):
+                    s = np.float32(0.0)
+                    for b in range(kw):
+                        x = cmap[j, b]
+                        if r < 0 or x < 0:
+                            s += w[a, b] * cval
+                        else:
+                            s += w[a, b] * np.float32(img[r, x * nch + c])
+                    orow[j * nch + c] += s
 
 
-def _make_separable(kw_const: int):
+@njit(cache=True, parallel=True, fastmath=_FASTMATH)
+def separable(img, nch, u, v, rmap, ilo, ihi, ext, cval, left, stride, dil, out, nblocks):
     """Separable correlation: vertical taps ``u`` then horizontal taps ``v``.
 
     Per output row, the vertical pass fills a horizontally padded row buffer
-    (``ext`` holds the source column of each padded position, ``-1`` for
-    ``cval``), and the horizontal pass runs over it with no border logic.
+    (``ext[k]`` is the source column of padded position ``k``, ``-1`` for
+    ``cval``); rows ``[ilo, ihi)`` have all their source rows inside the image
+    at spacing ``dil``, so their vertical pass is one fused tap loop over the
+    flattened image. The horizontal pass then runs with no border logic.
     """
-
-    @njit(cache=True, parallel=True, fastmath=_FASTMATH)
-    def separable(img, nch, u, v, rmap, ext, cval, left, stride, dil, out, nblocks):
-        oh = out.shape[0]
-        ow = out.shape[1] // nch
-        kh = u.shape[0]
-        kw = kw_const if kw_const > 0 else v.shape[0]
-        width = img.shape[1]
-        next_ = ext.shape[0]
-        step = dil * nch
-        per = (oh + nblocks - 1) // nblocks
-        for blk in prange(nblocks):
-            tmp = np.empty(next_ * nch, dtype=np.float32)
-            i0 = blk * per
-            i1 = min(oh, i0 + per)
-            off = left * nch
-            for i in range(i0, i1):
-                for x in range(width):
-                    tmp[off + x] = np.float32(0.0)
-                cacc = np.float32(0.0)
+    oh = out.shape[0]
+    ow = out.shape[1] // nch
+    kh = u.shape[0]
+    kw = v.shape[0]
+    rowlen = img.shape[1]
+    width = rowlen // nch
+    next_ = ext.shape[0]
+    step = dil * nch
+    flat = img.reshape(img.shape[0] * rowlen)
+    usum = np.float32(0.0)
+    for a in range(kh):
+        usum += u[a]
+    per = (oh + nblocks - 1) // nblocks
+    off = left * nch
+    for blk in prange(nblocks):
+        tmp = np.empty(next_ * nch, dtype=np.float32)
+        mid = tmp[off : off + rowlen]
+        i0 = blk * per
+        i1 = min(oh, i0 + per)
+        for i in range(i0, i1):
+            if ilo <= i < ihi:
+                taps_set(flat, rmap[i, 0] * rowlen, dil * rowlen, u, mid, rowlen)
+            else:
+                first = True
+                outside = False
+                extra = np.float32(0.0)
                 for a in range(kh):
                     r = rmap[i, a]
-                    ua = u[a]
                     if r < 0:
-                        cacc += ua * cval
-                        continue
-                    src = img[r]
-                    for x in range(width):
-                        tmp[off + x] += ua * np.float32(src[x])
-                if cacc != 0.0:
-                    for x in range(width):
-                        tmp[off + x] += cacc
-                # padded positions: copy from the mapped interior column
-                usum = np.float32(0.0)
-                for a in range(kh):
-                    usum += u[a]
-                vcol = usum * cval
-                for k in range(next_):
-                    if left <= k < left + width // nch:
-                        continue
-                    s = ext[k]
+                        outside = True
+                        extra += u[a] * cval
+                    elif first:
+                        set1(img[r], 0, 0, u[a : a + 1], mid, rowlen)
+                        first = False
+                    else:
+                        acc1(img[r], 0, 0, u[a : a + 1], mid, rowlen)
+                if first:
+                    for x in range(rowlen):
+                        mid[x] = extra
+                elif outside:
+                    for x in range(rowlen):
+                        mid[x] += extra
+            # padded positions: copy from the mapped column (cval columns: usum*cval)
+            for k in range(next_):
+                if left <= k < left + width:
+                    continue
+                sc = ext[k]
+                for c in range(nch):
+                    if sc < 0:
+                        tmp[k * nch + c] = usum * cval
+                    else:
+                        tmp[k * nch + c] = tmp[off + sc * nch + c]
+            orow = out[i]
+            if stride == 1:
+                taps_set(tmp, 0, step, v, orow, ow * nch)
+            else:
+                for j in range(ow):
                     for c in range(nch):
-                        if s < 0:
-                            tmp[k * nch + c] = vcol
-                        else:
-                            tmp[k * nch + c] = tmp[off + s * nch + c]
-                orow = out[i]
-                if stride == 1:
-                    for jj in range(ow * nch):
+                        base = j * stride * nch + c
                         s2 = np.float32(0.0)
                         for b in range(kw):
-                            s2 += v[b] * tmp[jj + b * step]
-                        orow[jj] = s2
-                else:
-                    for j in range(ow):
-                        for c in range(nch):
-                            base = j * stride * nch + c
-                            s2 = np.float32(0.0)
-                            for b in range(kw):
-                                s2 += v[b] * tmp[base + b * step]
-                            orow[j * nch + c] = s2
-
-    return separable
-
-
-_DIRECT = {k: _make_direct(k) for k in SPECIALISED_WIDTHS}
-_DIRECT_ANY = _make_direct(0)
-_STRIDED = _make_strided()
-_SEPARABLE = {k: _make_separable(k) for k in SPECIALISED_WIDTHS}
-_SEPARABLE_ANY = _make_separable(0)
-
-
-def direct_kernel(kw: int):
-    """The direct (column stride 1) kernel for width ``kw``."""
-    return _DIRECT.get(kw, _DIRECT_ANY)
-
-
-def strided_kernel():
-    """The direct kernel for column strides above 1."""
-    return _STRIDED
-
-
-def separable_kernel(kw: int):
-    """The separable kernel for horizontal width ``kw``."""
-    return _SEPARABLE.get(kw, _SEPARABLE_ANY)
+                            s2 += v[b] * tmp[base + b * step]
+                        orow[j * nch + c] = s2
