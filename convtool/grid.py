@@ -37,6 +37,64 @@ FONT_SIZE = 13
 SIGN_TOLERANCE = 1e-3
 
 
+LINE = FONT_SIZE + 5  # height of a text line
+BAR = 10  # height of a colour bar
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a grid's tiles go: sheet size and each tile's top-left (y, x)."""
+
+    height: int
+    width: int
+    rows: int
+    cols: int
+    tiles: tuple[tuple[int, int], ...]
+
+
+def layout(
+    n: int,
+    th: int,
+    tw: int,
+    *,
+    cols: int | None = None,
+    gutter: int = 6,
+    title: bool = False,
+    colorbar: bool = False,
+    show_range: bool = False,
+) -> Layout:
+    """Place ``n`` tiles of ``th`` x ``tw`` pixels, row by row.
+
+    Each cell is a label line, the tile, then (if asked) a colour bar and a
+    line for its values; cells are ``gutter`` pixels apart and from the edge,
+    below an optional title line.
+
+    Examples
+    --------
+    >>> lay = layout(5, 100, 100, cols=3, gutter=4)
+    >>> (lay.rows, lay.cols, lay.width), lay.tiles[:2]
+    ((2, 3, 316), ((22, 4), (22, 108)))
+    """
+    if n < 1:
+        raise UsageError("nothing to lay out: no maps")
+    if cols is None:
+        cols = max(1, math.ceil(math.sqrt(n * th / tw)))
+    elif int(cols) < 1:
+        raise UsageError(f"cols must be >= 1, got {cols}")
+    cols = min(int(cols), n)
+    rows = math.ceil(n / cols)
+    below = (BAR + 2 if colorbar else 0) + (LINE if (colorbar or show_range) else 0)
+    cell_h = LINE + th + below
+    title_h = LINE + 4 if title else 0
+    width = cols * tw + (cols + 1) * gutter
+    height = title_h + rows * cell_h + (rows + 1) * gutter
+    tiles = tuple(
+        (title_h + gutter + r * (cell_h + gutter) + LINE, gutter + c * (tw + gutter))
+        for r, c in (divmod(pos, cols) for pos in range(n))
+    )
+    return Layout(height, width, rows, cols, tiles)
+
+
 @dataclass(frozen=True)
 class TileStyle:
     """How one tile is drawn: colour map and the value range it spans."""
@@ -263,22 +321,13 @@ def grid(
     mw = max(a.shape[1] for a in arrays)
     th, tw = _fit_size(mh, mw, max_tile, min_tile)
     n = len(arrays) + (input_image is not None)
-    if cols is None:
-        cols = max(1, math.ceil(math.sqrt(n * th / tw)))
-    elif int(cols) < 1:
-        raise UsageError(f"cols must be >= 1, got {cols}")
-    cols = min(int(cols), n)
-    rows = math.ceil(n / cols)
-
+    lay = layout(
+        n, th, tw, cols=cols, gutter=gutter, title=bool(title), colorbar=colorbar,
+        show_range=show_range,
+    )  # fmt: skip
     font = _font()
-    line = FONT_SIZE + 5
-    bar_h = 10 if colorbar else 0
-    below = (bar_h + 2 if colorbar else 0) + (line if (colorbar or show_range) else 0)
-    cell_h = line + th + below
-    title_h = line + 4 if title else 0
-    width = cols * tw + (cols + 1) * gutter
-    height = title_h + rows * cell_h + (rows + 1) * gutter
-    canvas = np.empty((height, width, 3), dtype=np.uint8)
+    line, bar_h, width = LINE, BAR, lay.width
+    canvas = np.empty((lay.height, lay.width, 3), dtype=np.uint8)
     canvas[:] = BACKGROUND
 
     texts: list[tuple[int, int, str, int, str]] = []  # x, y, text, max width, anchor
@@ -288,12 +337,8 @@ def grid(
     if input_image is not None:
         cells.append(("input", None, input_label))
     cells += [("map", i, labels[i]) for i in range(len(arrays))]
-    for pos, (kind, i, label) in enumerate(cells):
-        r, c = divmod(pos, cols)
-        x0 = gutter + c * (tw + gutter)
-        y0 = title_h + gutter + r * (cell_h + gutter)
-        texts.append((x0, y0 + 2, label, tw, "la"))
-        ty = y0 + line
+    for (kind, i, label), (ty, x0) in zip(cells, lay.tiles, strict=True):
+        texts.append((x0, ty - line + 2, label, tw, "la"))
         if kind == "input":
             canvas[ty : ty + th, x0 : x0 + tw] = _input_rgb(input_image, th, tw)
             continue
@@ -361,7 +406,7 @@ def overview(
     if max_maps < 1 or tile < 8:
         raise UsageError("overview needs max_maps >= 1 and tile >= 8")
     font = _font()
-    line = FONT_SIZE + 5
+    line = LINE
     entries: list[tuple[str, list[np.ndarray] | None]] = []
     if input_image is not None:
         entries.append(("input", None))

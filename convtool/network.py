@@ -210,8 +210,8 @@ def make_layer(
 
     Examples
     --------
-    >>> make_layer(1, "pool", {"mode": "max", "size": 2}).options
-    {'mode': 'max', 'size': 2, 'stride': 2}
+    >>> make_layer(1, "pool", {"mode": "max", "size": 3}).options["stride"]
+    3
     """
     kind = str(kind).strip().lower().replace("-", "_")
     aliases = {"leakyrelu": "leaky_relu", "standardize": "norm", "standardise": "norm"}
@@ -396,6 +396,10 @@ def parse_layers(text: str) -> Net:
         kind = match.group(1).lower().replace("-", "_")
         index = len(layers) + 1
         where = _where(index, kind)
+        if match.group(2) is None and text[pos:].lstrip().startswith("("):
+            raise UsageError(
+                f"{where}: unbalanced parentheses or quotes in {text[match.start() :].strip()!r}"
+            )
         options: dict[str, Any] = {}
         positional = list(_POSITIONAL.get(kind, ()))
         body = match.group(2)
