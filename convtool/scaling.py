@@ -83,24 +83,40 @@ def to_depth(array: np.ndarray, scale: str = "clip", depth: int = 8) -> np.ndarr
             "or choose clip, abs, normalize or offset for an 8/16-bit image"
         )
     top = float((1 << depth) - 1)
-    values = np.asarray(array, dtype=np.float64 if depth == 16 else np.float32)
+    values = np.asarray(array)
+    if values.dtype != np.float32 and values.dtype != np.float64:
+        values = values.astype(np.float32)
+    out = np.empty(values.shape, dtype=values.dtype)  # one work buffer, ops in place
+    finite = True
+    if scale in ("normalize", "offset") or values.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        finite = np.isfinite(lo) and np.isfinite(hi)
+        if not finite and scale in ("normalize", "offset"):
+            bounds = _finite_range(values)
+            lo, hi = bounds if bounds is not None else (0.0, 0.0)
     if scale == "clip":
-        out = values
+        np.rint(values, out=out)
     elif scale == "abs":
-        out = np.abs(values)
+        np.abs(values, out=out)
+        np.rint(out, out=out)
     elif scale == "normalize":
-        bounds = _finite_range(values)
-        if bounds is None or bounds[1] <= bounds[0]:
-            out = np.zeros_like(values)
+        if hi <= lo:
+            out.fill(0.0)
         else:
-            lo, hi = bounds
-            out = (values - lo) * (top / (hi - lo))
+            np.subtract(values, lo, out=out)
+            np.multiply(out, top / (hi - lo), out=out)
+            np.rint(out, out=out)
     else:  # offset
         mid = top / 2.0
-        bounds = _finite_range(values)
-        reach = 0.0 if bounds is None else max(abs(bounds[0]), abs(bounds[1]))
-        out = np.full_like(values, mid) if reach == 0.0 else mid + values * (mid / reach)
-    with np.errstate(invalid="ignore"):
-        out = np.clip(np.rint(out), 0.0, top)
-    out = np.nan_to_num(out, nan=0.0, posinf=top, neginf=0.0)
+        reach = max(abs(lo), abs(hi))
+        if reach == 0.0:
+            out.fill(mid)
+        else:
+            np.multiply(values, mid / reach, out=out)
+            np.add(out, mid, out=out)
+        np.rint(out, out=out)
+    np.clip(out, 0.0, top, out=out)
+    if not finite:
+        np.nan_to_num(out, copy=False, nan=0.0)
     return out.astype(_DTYPES[depth])
