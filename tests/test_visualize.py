@@ -1,0 +1,187 @@
+"""`convtool visualize` and `convtool summary`, driven in-process through Typer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from convtool.cli import app
+from convtool.grid import BACKGROUND, layout
+
+NETS = Path(__file__).resolve().parent.parent / "samples" / "nets"
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture()
+def small_gray(tmp_path, camera):
+    path = tmp_path / "cam.png"
+    Image.fromarray(camera[60:188, 180:308].astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture()
+def small_rgb(tmp_path, astronaut):
+    path = tmp_path / "astro.png"
+    Image.fromarray(astronaut[:96, 200:296].astype(np.uint8)).save(path)
+    return path
+
+
+def read(path):
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def test_filters_grid_has_input_first_and_one_tile_per_filter(tmp_path, small_gray, camera):
+    out = tmp_path / "edges.png"
+    res = run("visualize", small_gray, "-k", "sobel-x", "-k", "sobel-y", "-k", "gaussian:2",
+              "--cols", "2", "-o", out)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    img = read(out)
+    lay = layout(4, 128, 128, cols=2)
+    assert img.shape == (lay.height, lay.width, 3)
+    y, x = lay.tiles[0]
+    np.testing.assert_array_equal(img[y : y + 128, x : x + 128, 0], camera[60:188, 180:308])
+    # sobel-x is signed: drawn diverging, so its tile has colour; gaussian is gray
+    y, x = lay.tiles[1]
+    sob = img[y : y + 128, x : x + 128].astype(int)
+    assert (np.abs(sob[..., 0] - sob[..., 2]) > 30).mean() > 0.05
+    y, x = lay.tiles[3]
+    gauss = img[y : y + 128, x : x + 128].astype(int)
+    assert (gauss[..., 0] == gauss[..., 2]).all()
+    assert 10 < gauss.mean() < 245  # neither black nor saturated
+
+
+def test_bank_names_and_random_bank(tmp_path, small_rgb):
+    for bank, n in (("edges", 3), ("log", 3), ("random:5", 5)):
+        out = tmp_path / f"{bank.replace(':', '_')}.png"
+        res = run("visualize", small_rgb, "--bank", bank, "-o", out, "--colorbar")
+        assert res.exit_code == 0, res.output
+        lay = layout(n + 1, 96, 96, colorbar=True)
+        assert read(out).shape == (lay.height, lay.width, 3)
+
+
+def test_network_writes_one_grid_per_layer_and_an_overview(tmp_path, small_rgb):
+    outdir = tmp_path / "layers"
+    res = run("visualize", small_rgb, "--net", NETS / "edges.toml", "-o", outdir)
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in outdir.iterdir())
+    assert names == ["01_conv.png", "02_abs.png", "03_pool.png", "04_conv.png", "05_pool.png",
+                     "overview.png"]  # fmt: skip
+    for name in names:
+        img = read(outdir / name)
+        assert (img != BACKGROUND).any(axis=2).mean() > 0.3  # tiles, not empty space
+    # 02_abs: unsigned maps, so gray tiles (R == G == B) after the colour input tile
+    img = read(outdir / "02_abs.png")
+    lay = layout(4, 128, 128)
+    y, x = lay.tiles[1]
+    abs_tile = img[y : y + 128, x : x + 128].astype(int)
+    assert (abs_tile[..., 0] == abs_tile[..., 2]).all() and abs_tile.max() == 255
+
+
+def test_inline_layers_with_summary(tmp_path, small_gray):
+    outdir = tmp_path / "out"
+    res = run("visualize", small_gray, "--layers", "conv(random:4,size=5,seed=1) relu pool(max,2)",
+              "-o", outdir, "--summary", "--cmap", "magma", "--normalize", "global")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "104" in res.output  # 4 * 25 + 4 parameters
+    assert "4×62×62" in res.output
+    assert sorted(p.name for p in outdir.iterdir()) == [
+        "01_conv.png", "02_relu.png", "03_pool.png", "overview.png",
+    ]  # fmt: skip
+
+
+def test_lenet_sample_runs_on_a_real_image(tmp_path, small_rgb):
+    outdir = tmp_path / "lenet"
+    res = run("visualize", small_rgb, "--net", NETS / "lenet.toml", "-o", outdir)
+    assert res.exit_code == 0, res.output
+    assert len(list(outdir.glob("*.png"))) == 12
+
+
+def test_summary_table_has_lenet5_counts():
+    res = run("summary", NETS / "lenet.toml")
+    assert res.exit_code == 0, res.output
+    for text in ("156", "2,416", "48,120", "10,164", "850", "61,706", "1×32×32", "16×5×5"):
+        assert text in res.output
+
+
+def test_summary_json_and_input_override():
+    res = run("summary", NETS / "dwsep.toml", "--input", "64x48x3", "--json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert rows[0]["output"] == [3, 64, 48]
+    convs = [r for r in rows if r.get("type") == "conv"]
+    assert [r["params"] for r in convs] == [448, 160, 544]
+    assert convs[0]["output"] == [16, 32, 24]
+    assert [r["rf"] for r in convs] == [3, 7, 7]
+    assert convs[2]["fc_params"] == (16 * 32 * 24) * (32 * 32 * 24) + 32 * 32 * 24
+
+
+def test_summary_of_inline_layers():
+    res = run("summary", "conv(random:6,size=5) relu pool(max,2)", "--input", "28x28")
+    assert res.exit_code == 0, res.output
+    assert "6×12×12" in res.output and "156" in res.output
+
+
+def one_error_line(res):
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1, res.output
+    assert lines[0].startswith("convtool: error: ")
+    return lines[0]
+
+
+def test_malformed_toml_is_one_usage_error(tmp_path, small_gray):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[layers]]\ntype = conv\n")
+    for args in (("summary", bad, "--input", "8x8"), ("visualize", small_gray, "--net", bad)):
+        res = run(*args)
+        assert res.exit_code == 2
+        assert "malformed TOML" in one_error_line(res)
+
+
+def test_wrong_weights_error_names_the_layer_and_writes_nothing(tmp_path, small_gray):
+    np.save(tmp_path / "w.npy", np.zeros((3, 2, 5, 5), np.float32))
+    net = tmp_path / "n.toml"
+    net.write_text('[[layers]]\ntype = "relu"\n[[layers]]\ntype = "conv"\nweights = "w.npy"\n')
+    outdir = tmp_path / "never"
+    res = run("visualize", small_gray, "--net", net, "-o", outdir)
+    assert res.exit_code == 2
+    line = one_error_line(res)
+    assert "layer 2 (conv)" in line and "(3, 2, 5, 5)" in line
+    assert not outdir.exists()
+
+
+def test_stack_too_deep_for_the_image_fails_before_writing(tmp_path, small_gray):
+    outdir = tmp_path / "never"
+    layers = " ".join(["conv(random:2,size=5) pool(max,2)"] * 5)  # 128 -> 62 -> 29 -> 12 -> 4 -> 0
+    res = run("visualize", small_gray, "--layers", layers, "-o", outdir)
+    assert res.exit_code == 2
+    assert "layer 9 (conv): output would be 0x0" in one_error_line(res)
+    assert not outdir.exists()
+
+
+@pytest.mark.parametrize(
+    "args,pattern",
+    [
+        (("-k", "sobel-x", "--net", "x.toml"), "use one or the other"),
+        ((), "nothing to draw"),
+        (("-k", "sobel-x", "--cmap", "jet"), "unknown colour map"),
+        (("-k", "sobel-x", "--normalize", "local"), "map or global"),
+        (("-k", "sobel-x", "-o", "x.jpg"), "PNG"),
+        (("--bank", "wavelets"), "unknown bank"),
+        (("-k", "sobel-x", "--summary"), "--summary needs"),
+        (("-k", "nosuchkernel"), "nosuchkernel"),
+    ],
+)
+def test_visualize_usage_errors(tmp_path, small_gray, args, pattern):
+    res = run("visualize", small_gray, *args)
+    assert res.exit_code == 2
+    assert pattern in one_error_line(res)
