@@ -81,7 +81,7 @@ def test_network_writes_one_grid_per_layer_and_an_overview(tmp_path, small_rgb):
         assert (img != BACKGROUND).any(axis=2).mean() > 0.3  # tiles, not empty space
     # 02_abs: unsigned maps, so gray tiles (R == G == B) after the colour input tile
     img = read(outdir / "02_abs.png")
-    lay = layout(4, 96, 96)  # input + 3 maps of 96x96
+    lay = layout(4, 96, 96, title=True)  # input + 3 maps of 96x96, under a title
     assert img.shape[:2] == (lay.height, lay.width)
     y, x = lay.tiles[1]
     abs_tile = img[y : y + 96, x : x + 96].astype(int)
