@@ -16,6 +16,7 @@ RGB, RGBA       (H,W,3) [+ alpha], depth 8 (CMYK, YCbCr, RGBX become RGB)
 I;16, I;16B     (H,W), values 0..65535, depth 16
 I               depth 16 if every value is in 0..65535, else depth 32
 F               (H,W) float32 as stored, depth 32
+.npy file       (H,W) or (H,W,C) array as float32, depth 32 (raw outputs)
 ==============  ===========================================================
 
 Writing (:func:`write_image`) scales the float result to 8 or 16 bits through
@@ -28,7 +29,7 @@ directory and renamed into place, so a failed or interrupted write leaves
 nothing behind.
 
 Limits: Pillow reads 16-bit *colour* PNGs at 8 bits; JPEG, BMP and WebP are
-8-bit formats (JPEG drops alpha). PNGs are written by :func:`encode_png`
+8-bit formats (JPEG and BMP drop alpha). PNGs are written by :func:`encode_png`
 (numpy "up" filter + zlib deflated in parallel blocks): faster than Pillow's
 encoder and able to write 16-bit colour.
 """
@@ -294,6 +295,8 @@ def read_image(source: str | os.PathLike, *, gray: bool = False) -> Image:
     """
     name = _display_name(source)
     opened = _open_bytes(source, name)
+    if _is_npy(opened):
+        return _read_npy(opened, name, gray)
     im = _decode(opened, name)
     try:
         mode = im.mode
@@ -305,6 +308,30 @@ def read_image(source: str | os.PathLike, *, gray: bool = False) -> Image:
     if gray and data.ndim == 3:
         data = luminance(data)
     return Image(data=data, alpha=alpha, depth=depth, mode=mode, name=name)
+
+
+def _is_npy(opened: _io.BytesIO | str) -> bool:
+    if isinstance(opened, _io.BytesIO):
+        return opened.getbuffer()[:6].tobytes() == b"\x93NUMPY"
+    with open(opened, "rb") as fh:
+        return fh.read(6) == b"\x93NUMPY"
+
+
+def _read_npy(opened: _io.BytesIO | str, name: str, gray: bool) -> Image:
+    """A raw result written by convtool (or numpy): (H,W) or (H,W,C), depth 32."""
+    try:
+        arr = np.load(opened, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{name}: unreadable .npy array ({exc})") from None
+    if arr.ndim not in (2, 3) or arr.dtype.kind not in "uif" or 0 in arr.shape:
+        raise InputError(
+            f"{name}: .npy array of shape {arr.shape} and dtype {arr.dtype} is not an image "
+            "(need a real (H,W) or (H,W,C) array)"
+        )
+    data = np.ascontiguousarray(arr, dtype=np.float32)
+    if gray and data.ndim == 3 and data.shape[2] == 3:
+        data = luminance(data)
+    return Image(data=data, alpha=None, depth=32, mode="npy", name=name)
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
@@ -571,7 +598,7 @@ def encode_image(
             "use .npy or .tif, or --gray"
         )
     pixels = to_depth(values, scale, depth)
-    if alpha is not None and fmt != "jpeg":
+    if alpha is not None and fmt not in ("jpeg", "bmp"):
         a = to_depth(alpha, "clip", depth)
         pixels = np.dstack([pixels, a])
     level = DEFAULT_PNG_LEVEL if compress is None else int(compress)
@@ -583,12 +610,15 @@ def encode_image(
 
     im = PILImage.fromarray(pixels)
     buf = _io.BytesIO()
-    if fmt == "jpeg":
-        im.save(buf, format="JPEG", quality=95)
-    elif fmt == "webp":
-        im.save(buf, format="WEBP", lossless=True)
-    else:
-        im.save(buf, format=_PIL_FORMAT[fmt])
+    try:
+        if fmt == "jpeg":
+            im.save(buf, format="JPEG", quality=95)
+        elif fmt == "webp":
+            im.save(buf, format="WEBP", lossless=True)
+        else:
+            im.save(buf, format=_PIL_FORMAT[fmt])
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot encode a {im.mode} image as {fmt.upper()} ({exc})") from None
     return buf.getvalue()
 
 

@@ -313,6 +313,22 @@ def test_jpeg_drops_alpha_webp_lossless_bmp(tmp_path):
         write_image(tmp_path / "y.jpg", c, depth=16)
 
 
+def test_npy_input_and_bmp_drops_alpha(tmp_path):
+    data = RNG.normal(size=(5, 6, 3)).astype(np.float32)
+    np.save(tmp_path / "r.npy", data)
+    img = read_image(tmp_path / "r.npy")
+    assert img.depth == 32 and img.alpha is None
+    np.testing.assert_array_equal(img.data, data)
+    np.testing.assert_allclose(read_image(tmp_path / "r.npy", gray=True).data, luminance(data))
+    np.save(tmp_path / "bad.npy", np.zeros(4))
+    _input_error(tmp_path / "bad.npy", "not an image")
+    g, a = _u8((4, 4)).astype(np.float32), _u8((4, 4)).astype(np.float32)
+    write_image(tmp_path / "la.bmp", g, alpha=a)
+    back = read_image(tmp_path / "la.bmp")
+    assert back.alpha is None
+    np.testing.assert_array_equal(back.data[..., 0] if back.data.ndim == 3 else back.data, g)
+
+
 def test_png_compress_level(tmp_path):
     data = np.tile(np.arange(256, dtype=np.float32), (64, 1))
     write_image(tmp_path / "0.png", data, compress=0)
