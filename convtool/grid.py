@@ -129,10 +129,34 @@ def is_signed(values: np.ndarray | Sequence[float]) -> bool:
     return lo < -SIGN_TOLERANCE * max(abs(lo), abs(hi)) and lo < 0
 
 
+def _robust_range(m: np.ndarray, clip: float) -> tuple[float, float, float]:
+    """(lo, hi, largest magnitude) of ``m``, ignoring ``clip`` percent at each end.
+
+    Percentiles come from an even subsample of at most ~65k values, so the
+    cost does not grow with the map.
+    """
+    if m.size == 0:
+        return 0.0, 0.0, 0.0
+    if clip <= 0:
+        lo, hi = float(np.nanmin(m)), float(np.nanmax(m))
+        return lo, hi, max(abs(lo), abs(hi))
+    flat = m.reshape(-1)
+    step = max(1, flat.size // 65536)
+    sample = flat[::step]
+    lo, hi = (float(v) for v in np.nanpercentile(sample, [clip, 100 - clip]))
+    mag = float(np.nanpercentile(np.abs(sample), 100 - clip))
+    return lo, hi, mag
+
+
 def styles(
-    maps: Sequence[np.ndarray], *, normalize: str = "map", cmap: str = "auto"
+    maps: Sequence[np.ndarray], *, normalize: str = "map", cmap: str = "auto", clip: float = 0.0
 ) -> list[TileStyle]:
     """Decide each tile's colour map and value range.
+
+    ``clip`` (percent, 0 to <50) ignores that share of the most extreme values
+    at each end when the range is chosen, so a few strong pixels do not turn
+    the rest of a map black; values beyond the range draw as its end colours.
+    Whether a map is signed is always decided from its true minimum.
 
     Examples
     --------
@@ -149,18 +173,30 @@ def styles(
     cmap = str(cmap).lower()
     if cmap != "auto":
         cmap = colormaps.check_cmap(cmap)
-    ranges = [(float(np.nanmin(m)), float(np.nanmax(m))) if m.size else (0.0, 0.0) for m in maps]
-    if normalize == "global" and ranges:
-        lo = min(r[0] for r in ranges)
-        hi = max(r[1] for r in ranges)
-        ranges = [(lo, hi)] * len(ranges)
+    if not 0 <= clip < 50:
+        raise UsageError(f"clip must be a percentage in [0, 50), got {clip}")
+    signs = [is_signed(m) if m.size else False for m in maps]
+    ranges = [_robust_range(m, clip) for m in maps]
+    if normalize == "global" and maps:
+        if clip > 0:
+            sizes = [max(1, m.size // max(1, 65536 // len(maps))) for m in maps]
+            joined = np.concatenate([m.reshape(-1)[::s] for m, s in zip(maps, sizes, strict=True)])
+            shared = _robust_range(joined, clip)
+        else:
+            shared = (
+                min(r[0] for r in ranges),
+                max(r[1] for r in ranges),
+                max(r[2] for r in ranges),
+            )
+        ranges = [shared] * len(ranges)
+        signs = [any(signs)] * len(signs)
     out = []
-    for lo, hi in ranges:
+    for (lo, hi, mag), signed in zip(ranges, signs, strict=True):
         name = cmap
         if name == "auto":
-            name = "diverging" if is_signed([lo, hi]) else "gray"
+            name = "diverging" if signed else "gray"
         if name in colormaps.SIGNED_CMAPS:
-            a = max(abs(lo), abs(hi)) or 1.0
+            a = mag or 1.0
             lo, hi = -a, a
         out.append(TileStyle(name, lo, hi))
     return out
@@ -277,6 +313,7 @@ def grid(
     title: str | None = None,
     max_tile: int | None = None,
     min_tile: int = 96,
+    clip: float = 0.0,
 ) -> np.ndarray:
     """Draw feature maps as a labelled grid of tiles.
 
@@ -295,6 +332,8 @@ def grid(
     max_tile, min_tile : display size limits for a tile's longer side; small
         maps are enlarged by an integer factor (pixels stay square), large
         ones reduced by area averaging
+    clip : percent of the most extreme values ignored at each end when the
+        range is chosen (see :func:`styles`)
 
     Returns
     -------
@@ -316,7 +355,7 @@ def grid(
         raise UsageError(f"{len(labels)} labels for {len(arrays)} maps")
     if gutter < 0:
         raise UsageError(f"gutter must be >= 0, got {gutter}")
-    tile_styles = styles(arrays, normalize=normalize, cmap=cmap)
+    tile_styles = styles(arrays, normalize=normalize, cmap=cmap, clip=clip)
     mh = max(a.shape[0] for a in arrays)
     mw = max(a.shape[1] for a in arrays)
     th, tw = _fit_size(mh, mw, max_tile, min_tile)
@@ -378,6 +417,7 @@ def overview(
     cmap: str = "auto",
     gutter: int = 6,
     title: str | None = None,
+    clip: float = 0.0,
 ) -> np.ndarray:
     """One sheet, one row per layer: its title, then its first ``max_maps`` maps.
 
@@ -432,7 +472,7 @@ def overview(
             shown = maps[:max_maps]
             more = f"  (first {len(shown)} of {len(maps)})" if len(maps) > len(shown) else ""
             texts.append((x, y, name + more, width - 2 * gutter))
-            for st, a in zip(styles(shown, cmap=cmap), shown, strict=True):
+            for st, a in zip(styles(shown, cmap=cmap, clip=clip), shown, strict=True):
                 h, w = a.shape
                 s = tile / max(h, w)
                 ah = max(1, min(tile, round(h * s)))

@@ -125,6 +125,15 @@ def visualize(
         False, "--colorbar", help="A colour bar with its range per tile."
     ),
     show_range: bool = typer.Option(False, "--range", help="Print each tile's min and max."),
+    clip: float = typer.Option(
+        0.5,
+        "--clip",
+        min=0.0,
+        max=49.9,
+        metavar="PCT",
+        help="Ignore the PCT %% most extreme values at each end when choosing a tile's range "
+        "(a few strong pixels then do not darken the rest); 0 = exact min..max.",
+    ),
     max_tile: int = typer.Option(
         None,
         "--max-tile",
@@ -168,8 +177,9 @@ def visualize(
         colorbar=colorbar,
         show_range=show_range,
         max_tile=max_tile or (256 if use_net else 512),
+        clip=clip,
     )
-    styles([], normalize=normalize, cmap=cmap)  # validate names before reading
+    styles([], normalize=normalize, cmap=cmap, clip=clip)  # validate before reading
     set_threads(threads)
     stem = "stdin" if str(image) == "-" else Path(image).stem
 
@@ -222,7 +232,9 @@ def visualize(
             jobs.append(pool.submit(_write_png, dest, sheet, compress))
             written.append(dest)
         rows = [(layer.title, maps) for layer, maps in results]
-        sheet = overview(rows, input_image=img.data, max_maps=max_maps, cmap=cmap, title=spec.name)
+        sheet = overview(
+            rows, input_image=img.data, max_maps=max_maps, cmap=cmap, title=spec.name, clip=clip
+        )
         jobs.append(pool.submit(_write_png, outdir / "overview.png", sheet, compress))
         for job in jobs:
             job.result()
