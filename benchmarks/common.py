@@ -52,6 +52,7 @@ def timeit(
     repeat: int = 7,
     min_repeat: int = 5,
     slow_seconds: float = 1.0,
+    budget: float | None = None,
 ) -> Timing:
     """Time ``fn()``: one warm-up call, then ``repeat`` runs (median and min).
 
@@ -60,10 +61,17 @@ def timeit(
     not dominate the whole benchmark. The warm-up's result is kept on
     ``timing.result`` (not serialised) so callers can check it against a peer
     without paying for one more call.
+
+    With ``budget``, a warm-up call slower than ``budget`` seconds is the only
+    run (``len(timing.runs) == 1``): a forced slow path is shown, not dwelt on.
     """
     t0 = time.perf_counter()
     result = fn()
     first = time.perf_counter() - t0
+    if budget is not None and first > budget:
+        timing = Timing(first, first, [first], first)
+        timing.result = result  # type: ignore[attr-defined]
+        return timing
     if first > slow_seconds:
         repeat = min(repeat, min_repeat)
     runs = []
