@@ -267,6 +267,25 @@ def _prepared_template(tmpl: np.ndarray, method: str) -> tuple:
     return t0, t_mean, t_var, t_sq, flat
 
 
+def _sums_noise(planes: np.ndarray, offsets: np.ndarray, n: int) -> float:
+    """Worst rounding error of the running window sums of squares (0 if exact).
+
+    Integer-valued data centred on integers sums exactly in float64. Otherwise
+    each of the ~H+W add/subtract steps can lose one ulp of a sum of up to
+    ``n * max|v - offset|^2``; windows below that level count as flat.
+    """
+    from .core import match as core
+
+    n_ch, height, width = planes.shape
+    flat = planes.reshape(n_ch, -1)
+    lo = flat.min(axis=1).astype(np.float64) - offsets
+    hi = flat.max(axis=1).astype(np.float64) - offsets
+    big = n * float(np.maximum(lo * lo, hi * hi).sum())
+    if big < 2.0**52 and np.all(offsets == np.round(offsets)) and core.is_integral(planes):
+        return 0.0
+    return 2.3e-16 * (height + width + 64) * big
+
+
 def _match_planes(
     planes: np.ndarray, tmpl: np.ndarray, method: str, threads: int, algorithm: str = "auto"
 ) -> np.ndarray:
@@ -287,11 +306,13 @@ def _match_planes(
         _correlate_fft(planes, t0, out, threads)
     else:
         raise UsageError(f"unknown algorithm {algorithm!r}: use auto, fft or direct")
+    flat_planes = planes.reshape(n_ch, -1)
     if method == "zncc":
         # integer-valued data stays exact in the running sums when centred on an integer
-        sums_mean = np.round(planes.reshape(n_ch, -1).mean(axis=1, dtype=np.float64))
+        sums_mean = np.round(flat_planes.mean(axis=1, dtype=np.float64))
     else:
         sums_mean = np.zeros(n_ch)
+    noise = _sums_noise(planes, sums_mean, h * w)
     core.normalize_scores(
         out,
         planes,
@@ -303,6 +324,7 @@ def _match_planes(
         t_var,
         t_sq,
         flat,
+        noise,
         2 * threads,
     )
     return out

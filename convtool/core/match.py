@@ -34,7 +34,9 @@ FLT_EPSILON = 1.1920928955078125e-07
 
 
 @njit(cache=True, parallel=True)
-def normalize_scores(num, planes, img_mean, h, w, method, t_mean, t_var, t_sq, t_flat, nbands):
+def normalize_scores(
+    num, planes, img_mean, h, w, method, t_mean, t_var, t_sq, t_flat, noise, nbands
+):
     """Turn the zero-mean correlation ``num`` into scores, in place.
 
     Parameters
@@ -60,6 +62,10 @@ def normalize_scores(num, planes, img_mean, h, w, method, t_mean, t_var, t_sq, t
         Template sum of squared deviations and sum of squares (all channels).
     t_flat : bool
         The template is flat (zncc) or zero (cosine, sqdiff).
+    noise : float
+        Rounding level of the running sums: a window whose variance (zncc) or
+        sum of squares (cosine, sqdiff) is at most this is flat whatever the
+        relative rule says (0 for integer-valued data, which sums exactly).
     nbands : int
         Row bands processed in parallel (each restarts its running sums).
     """
@@ -123,7 +129,7 @@ def normalize_scores(num, planes, img_mean, h, w, method, t_mean, t_var, t_sq, t
                 if method == ZNCC:
                     if var < 0.0:
                         var = 0.0
-                    if t_flat or var <= min(0.5, 10.0 * FLT_EPSILON * raw_q):
+                    if t_flat or var <= max(noise, min(0.5, 10.0 * FLT_EPSILON * raw_q)):
                         r = 0.0
                     else:
                         r = z / np.sqrt(var * t_var)
@@ -131,7 +137,7 @@ def normalize_scores(num, planes, img_mean, h, w, method, t_mean, t_var, t_sq, t
                 elif method == COSINE:
                     if raw_q < 0.0:
                         raw_q = 0.0
-                    if t_flat or raw_q <= min(0.5, 10.0 * FLT_EPSILON * raw_q):
+                    if t_flat or raw_q <= noise:
                         r = 0.0
                     else:
                         r = (z + cross) / np.sqrt(raw_q * t_sq)
@@ -139,12 +145,21 @@ def normalize_scores(num, planes, img_mean, h, w, method, t_mean, t_var, t_sq, t
                 else:
                     if raw_q < 0.0:
                         raw_q = 0.0
-                    if t_flat or raw_q <= min(0.5, 10.0 * FLT_EPSILON * raw_q):
+                    if t_flat or raw_q <= noise:
                         r = 1.0
                     else:
                         r = (raw_q - 2.0 * (z + cross) + t_sq) / np.sqrt(raw_q * t_sq)
                         r = min(1.0, max(0.0, r))
                 num[y, x] = r
+
+
+@njit(cache=True)
+def is_integral(planes):
+    """True when every value is a whole number (so float64 sums of them are exact)."""
+    for v in planes.ravel():
+        if v != np.floor(v):
+            return False
+    return True
 
 
 @njit(cache=True, parallel=True)
