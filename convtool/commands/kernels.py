@@ -284,7 +284,8 @@ def _draw_png(resolved: Any, dest: str, cell: int | None) -> None:
     gap = 12
     pw, ph = cols * cell + 1, rows * cell + 1
     width = gap + per_row * (pw + gap)
-    height = gap + grid_rows * (label_h + ph + gap)
+    footer_h = 20
+    height = gap + grid_rows * (label_h + ph + gap) + footer_h
     image = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(image)
 
@@ -292,7 +293,10 @@ def _draw_png(resolved: Any, dest: str, cell: int | None) -> None:
         gx, gy = index % per_row, index // per_row
         x0 = gap + gx * (pw + gap)
         y0 = gap + gy * (label_h + ph + gap) + label_h
-        draw.text((x0, y0 - label_h + 2), resolved.labels[index], fill=(0, 0, 0), font=font)
+        label = resolved.labels[index]
+        if count == 1 and not resolved.name.startswith("@"):
+            label = resolved.name  # with its parameters
+        draw.text((x0, y0 - label_h + 2), label, fill=(0, 0, 0), font=font)
         weights = stack[index]
         for r in range(rows):
             for c in range(cols):
@@ -303,6 +307,8 @@ def _draw_png(resolved: Any, dest: str, cell: int | None) -> None:
                     _draw_value(draw, font, box, weights[r, c], colour)
         draw.rectangle((x0, y0, x0 + pw - 1, y0 + ph - 1), outline=_FRAME)
 
+    legend = f"blue -{vmax:.4g} .. white 0 .. red +{vmax:.4g}"
+    draw.text((gap, height - footer_h), legend, fill=(60, 60, 60), font=font)
     pixels = np.asarray(image, dtype=np.float32)
     write_image(dest, pixels, scale="clip")
 
