@@ -626,7 +626,7 @@ def _defs() -> list[KernelDef]:
         KernelDef(
             "gabor",
             _gabor,
-            "Gabor filter (real part): stripes across direction theta",
+            "Gabor filter, real part as OpenCV (not zero-mean): stripes across theta",
             "normalize",
             params=(
                 Param("theta", float, 0.0, "wave direction, degrees counter-clockwise"),
