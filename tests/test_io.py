@@ -241,9 +241,10 @@ def test_encode_png_is_valid_png():
     np.testing.assert_array_equal(np.asarray(im), px)
 
 
-@pytest.mark.parametrize("shape,dtype", [((1200, 1800, 4), np.uint8), ((1500, 1500), np.uint16)])
-def test_encode_png_parallel_blocks_decode_exactly(shape, dtype):
-    # > 4 MiB of filtered rows: several deflate blocks joined into one zlib stream
+@pytest.mark.parametrize("shape,dtype", [((60, 90, 4), np.uint8), ((75, 75), np.uint16)])
+def test_encode_png_parallel_blocks_decode_exactly(monkeypatch, shape, dtype):
+    # small deflate blocks: several blocks joined into one zlib stream
+    monkeypatch.setattr("convtool.io._DEFLATE_BLOCK", 1000)
     top = np.iinfo(dtype).max
     ramp = np.linspace(0, top - 3, num=shape[0] * shape[1]).reshape(shape[:2])
     px = (ramp + RNG.integers(0, 3, size=shape[:2])).astype(dtype)
