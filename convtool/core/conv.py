@@ -21,11 +21,11 @@ Borders are never materialised as a padded copy of the image:
 * the interior output columns ``[lo, hi)`` read source column
   ``j + dil*b - left`` directly in a tight loop that the compiler vectorises.
 
-The direct and separable kernels are built by small factories, one per kernel
-width ``KW`` in 1..9 (the width is a compile-time constant there, so the tap
-loop is fully unrolled) plus one generic version for wider kernels. Each is an
-``@njit(cache=True, parallel=True)`` closure; Numba keys its on-disk cache on
-the closure's constants, so every specialisation caches separately.
+The inner loops are the generated tap loops of :mod:`convtool.core.conv_taps`
+(one function per tap count 1-9, wider rows in chunks of 9): each is a dot
+product of shifted views of one source row with scalar weights, which LLVM
+vectorises. There is one parallel driver per algorithm (``direct``,
+``strided``, ``separable``), compiled per input dtype and cached on disk.
 """
 
 from __future__ import annotations
@@ -105,10 +105,10 @@ def direct(img, nch, w, rmap, cmap, cval, lo, hi, dil, out):
                     outside = True
                     extra += rowsum[a] * cval
                 elif first:
-                    taps_set(img[r], 0, step, w[a], inner, n)
+                    taps_set(img[r], step, w[a], inner, n)
                     first = False
                 else:
-                    taps_acc(img[r], 0, step, w[a], inner, n)
+                    taps_acc(img[r], step, w[a], inner, n)
             if first:
                 for k in range(n):
                     inner[k] = extra
@@ -186,7 +186,7 @@ def separable(img, nch, u, v, rmap, ilo, ihi, ext, cval, left, stride, dil, out,
         i1 = min(oh, i0 + per)
         for i in range(i0, i1):
             if ilo <= i < ihi:
-                taps_set(flat, rmap[i, 0] * rowlen, dil * rowlen, u, mid, rowlen)
+                taps_set(flat[rmap[i, 0] * rowlen :], dil * rowlen, u, mid, rowlen)
             else:
                 first = True
                 outside = False
@@ -197,10 +197,10 @@ def separable(img, nch, u, v, rmap, ilo, ihi, ext, cval, left, stride, dil, out,
                         outside = True
                         extra += u[a] * cval
                     elif first:
-                        set1(img[r], 0, 0, u[a : a + 1], mid, rowlen)
+                        set1(img[r], rowlen, u[a : a + 1], mid, rowlen)
                         first = False
                     else:
-                        acc1(img[r], 0, 0, u[a : a + 1], mid, rowlen)
+                        acc1(img[r], rowlen, u[a : a + 1], mid, rowlen)
                 if first:
                     for x in range(rowlen):
                         mid[x] = extra
@@ -219,7 +219,7 @@ def separable(img, nch, u, v, rmap, ilo, ihi, ext, cval, left, stride, dil, out,
                         tmp[k * nch + c] = tmp[off + sc * nch + c]
             orow = out[i]
             if stride == 1:
-                taps_set(tmp, 0, step, v, orow, ow * nch)
+                taps_set(tmp, step, v, orow, ow * nch)
             else:
                 for j in range(ow):
                     for c in range(nch):
