@@ -71,9 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     def ours(
         image: np.ndarray, k: np.ndarray, method: str = "auto", correlate: bool = True
     ) -> Callable[[], np.ndarray]:
-        return lambda: convtool.convolve(
-            image, k, pad="reflect", correlate=correlate, method=method
-        )
+        def run() -> np.ndarray:
+            return convtool.convolve(image, k, pad="reflect", correlate=correlate, method=method)
+
+        run.job = (image.shape, k)  # type: ignore[attr-defined]  # for auto_pick
+        return run
 
     def case(
         name: str,
@@ -103,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = t.median / tp.median
         x_floor = t.median / floors[floor].median
         ok = target[1](ratio, x_floor) if target else None
+        picks = common.auto_pick(*fn.job) if method == "auto" else method  # type: ignore
         rows.append(
             {
                 "case": label,
@@ -118,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                 "result": common.verdict(ok),
                 "max_abs_diff": diff,
                 "runs": len(t.runs),
+                "method": picks,
             }
         )
 
@@ -213,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     headers = [
         "case",
+        "picks",
         "convtool ms",
         "min ms",
         "peer",
@@ -226,11 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     table = []
     for r in rows:
         if "note" in r:
-            table.append([r["case"], r["note"], "", "", "", "", "", "", "", ""])
+            table.append([r["case"], "-", r["note"], "", "", "", "", "", "", "", ""])
             continue
         table.append(
             [
                 r["case"],
+                r["method"] or "?",
                 r["convtool_ms"],
                 r["convtool_min_ms"] if r["runs"] > 1 else "(1 run)",
                 r["peer"],

@@ -30,27 +30,6 @@ SIDES = (512, 1024, 2048, 4096, 8192)
 KSIDES = (3, 5, 7, 9, 15, 21, 31, 45, 63)
 
 
-def auto_choice(filtering: Any, image: Any, kernel: Any) -> tuple[str | None, str]:
-    """Ask the API which method auto picks, if it exposes that; else (None, why)."""
-    for name in ("choose_method", "select_method", "plan", "_choose_method", "_select_method"):
-        fn = getattr(filtering, name, None)
-        if not callable(fn):
-            continue
-        for call in (
-            lambda fn=fn: fn(image.shape, kernel.shape),
-            lambda fn=fn: fn(image, kernel),
-            lambda fn=fn: fn(image.shape, kernel),
-        ):
-            try:
-                got = call()
-            except Exception:  # unknown signature: try the next one
-                continue
-            method = getattr(got, "method", got)
-            if isinstance(method, str):
-                return method, f"filtering.{name}"
-    return None, "inferred from time"
-
-
 def main(argv: list[str] | None = None) -> int:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--budget", type=float, default=1.5, help="max predicted s per forced call")
@@ -62,7 +41,6 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     import convtool
-    from convtool import filtering
     from convtool.errors import ConvtoolError
 
     common.set_threads(args.threads)
@@ -138,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             last[method] = (k, t.median)
             del t
-        choice, how = auto_choice(filtering, img, w)
+        choice = common.auto_pick(img.shape, w)
+        how = "filtering.choose_method" if choice else "inferred from time"
         if choice is None and row.get("auto_ms") is not None:
             timed = {m: row.get(f"{m}_ms") for m in ("direct", "fft")}
             timed = {m: v for m, v in timed.items() if v is not None}

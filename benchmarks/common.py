@@ -244,6 +244,38 @@ def check_agree(name: str, ours: Any, ref: Any, *, rtol: float = 1e-4) -> float:
     return diff
 
 
+def auto_pick(image_shape: tuple[int, ...], kernel: Any) -> str | None:
+    """The method ``convolve(method="auto")`` picks, asked from convtool.filtering.
+
+    Uses ``choose_method(shape, kshape, separable=...)`` when the API exposes
+    it (rank 1 judged by SVD with the API's own ``RANK1_RTOL`` when present);
+    returns None when it cannot be asked, so callers infer it from the times.
+    """
+    import numpy as np
+
+    try:
+        from convtool import filtering
+    except ImportError:
+        return None
+    choose = getattr(filtering, "choose_method", None)
+    if not callable(choose):
+        return None
+    w = np.asarray(kernel, dtype=np.float64)
+    s = np.linalg.svd(w, compute_uv=False)
+    rtol = getattr(filtering, "RANK1_RTOL", 1e-5)
+    separable = min(w.shape) > 1 and s[0] > 0 and s[1] <= rtol * s[0]
+    for call in (
+        lambda: choose(tuple(image_shape), w.shape, separable=separable),
+        lambda: choose(tuple(image_shape), w.shape),
+    ):
+        try:
+            got = call()
+        except TypeError:  # another signature: try the next one
+            continue
+        return getattr(got, "method", got) if isinstance(getattr(got, "method", got), str) else None
+    return None
+
+
 def fmt(value: Any, digits: int = 2) -> str:
     if value is None:
         return "-"
