@@ -343,7 +343,9 @@ def pool(
       ``lp_pool2d`` (a *sum*, not a mean: for p=1 it is F*F times avg). Like
       PyTorch, a clipped window in ceil mode has its sum scaled by F*F over
       its clipped area. PyTorch uses ``x**p`` where we use ``|x|**p``; they
-      agree on non-negative inputs (all images) and for even p.
+      agree on non-negative inputs (all images) and for even p. p other
+      than 1 and 2 is computed on ``x / max|x|`` (float64 for p > 8), so a
+      large p neither overflows nor underflows; it tends to max pooling.
     - ``topleft``: the window's top-left sample, plain subsampling
       ``x[::S, ::S]`` (of the padded image).
     - ``stochastic`` (Zeiler & Fergus 2013): in each window the sample
@@ -511,7 +513,12 @@ def _lp(
     cols: _Axis,
     pad_value: float,
 ) -> np.ndarray:
-    """(sum |x|**p * F*F / clipped area) ** (1/p); p other than 1 and 2 in float64, scaled."""
+    """(sum |x|**p * F*F / clipped area) ** (1/p).
+
+    p = 1, 2: float32 as is. Other p up to 8: float32 on ``x / max|x|`` (no
+    overflow, and no underflow that matters). p > 8: float64 in numpy, so that
+    a dark window's terms do not underflow next to a bright image maximum.
+    """
     oh, ow = len(rows.count), len(cols.count)
     if p in (1.0, 2.0):
         xq = np.abs(x) if p == 1.0 else x * x
@@ -519,11 +526,36 @@ def _lp(
         _reduce(core, xq, out, core.OP_SUM, f, s, padding, rows, cols, abs(pad_value) ** p)
         out *= np.float32(f * f)
         return out if p == 1.0 else np.sqrt(out, out=out)
-    scale = max(float(np.abs(x).max()), abs(pad_value)) or 1.0  # |x/scale|**p cannot overflow
-    xq = (np.abs(x).astype(np.float64) / scale) ** p
-    out = np.empty((oh, ow), dtype=np.float64)
-    _reduce(core, xq, out, core.OP_SUM, f, s, padding, rows, cols, (abs(pad_value) / scale) ** p)
-    return (out * (f * f)) ** (1.0 / p) * scale
+    scale = max(float(np.abs(x).max()), abs(pad_value)) or 1.0
+    fill = (abs(pad_value) / scale) ** p
+    if p <= 8:
+        xq = (np.abs(x) / np.float32(scale)) ** np.float32(p)
+        out = np.empty((oh, ow), dtype=np.float32)
+        _reduce(
+            core,
+            xq.astype(np.float32, copy=False),
+            out,
+            core.OP_SUM,
+            f,
+            s,
+            padding,
+            rows,
+            cols,
+            fill,
+        )
+        return (out * np.float32(f * f)) ** np.float32(1.0 / p) * np.float32(scale)
+    # the padded image through the index maps; SKIP (ceil overhang) contributes 0
+    rmap, cmap = rows.map, cols.map
+    q = (
+        np.abs(x[np.ix_(np.maximum(rmap, 0), np.maximum(cmap, 0))]).astype(np.float64) / scale
+    ) ** p
+    q[rmap == core.FILL, :] = fill
+    q[:, cmap == core.FILL] = fill
+    q[rmap == core.SKIP, :] = 0.0
+    q[:, cmap == core.SKIP] = 0.0
+    sums = np.lib.stride_tricks.sliding_window_view(q, (f, f))[::s, ::s].sum(axis=(-1, -2))
+    area = np.outer(rows.count, cols.count)
+    return (sums * (f * f / area)) ** (1.0 / p) * scale
 
 
 def _reduce(
@@ -581,6 +613,7 @@ def warmup() -> None:
         for f, s in ((2, 2), (3, 2), (3, 3), (5, 1)):
             pool(x, mode, size=f, stride=s)
     pool(x, "lp", p=3)
+    pool(x, "lp", p=3, size=3, stride=1)
     pool(x, "stochastic", seed=0)
     pool(x, "stochastic", eval=True)
     pool(x, "fractional", seed=0)

@@ -239,6 +239,14 @@ def test_lp_is_a_sum_not_a_mean(camera):
     np.testing.assert_allclose(pool(crop, "lp", p=1), 4 * pool(crop, "avg"), rtol=1e-5)
     p3 = pool(crop, "lp", p=3, size=3, stride=1)
     np.testing.assert_allclose(p3, ref_pool(crop, "lp", 3, 1, lp=3.0), rtol=1e-4)
+    for q in (0.5, 12.0):  # float32 scaled path and the float64 path for p > 8
+        for pad, ceil in (("valid", True), ("constant", False), ("reflect", True)):
+            got = pool(crop[:, :37], "lp", p=q, size=3, stride=2, pad=pad, ceil=ceil)
+            want = ref_pool(crop[:, :37], "lp", 3, 2, 0 if pad == "valid" else 1, pad, ceil, lp=q)
+            np.testing.assert_allclose(got, want, rtol=1e-4)
+    dark = crop.copy()
+    dark[:2, :2] = [[1, 2], [3, 0]]  # a dark window beside bright ones: no underflow to 0
+    assert pool(dark, "lp", p=60)[0, 0] == pytest.approx(3 * (1 + (2 / 3) ** 60) ** (1 / 60))
     big = pool(crop, "lp", p=60)  # large p tends to max
     np.testing.assert_allclose(big, pool(crop, "max"), rtol=0.03)
 

@@ -88,7 +88,7 @@ def max_3x3_s2(x, out, i0, i1, j0, j1, off):  # pragma: no cover - compiled
             o[np.uint64(j)] = max(max(a, b), d)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _combine(op, a, b):  # pragma: no cover - compiled
     if op == OP_MAX:
         return max(a, b)
@@ -97,7 +97,7 @@ def _combine(op, a, b):  # pragma: no cover - compiled
     return a + b
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _initial(op):  # pragma: no cover - compiled
     if op == OP_MAX:
         return -np.inf
@@ -106,7 +106,7 @@ def _initial(op):  # pragma: no cover - compiled
     return 0.0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _split(j0, j1, ja, jb):  # pragma: no cover - compiled
     """Cut ``[j0, j1)`` into border / interior ``[lo, hi)`` / border."""
     lo = min(max(j0, ja), j1)
@@ -114,7 +114,7 @@ def _split(j0, j1, ja, jb):  # pragma: no cover - compiled
     return lo, hi
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _row_reduce(op, row, colmap, fill, f, s, off, j):  # pragma: no cover - compiled
     """Reduce one image row over window column ``j`` through the column map."""
     acc = _initial(op)
@@ -127,7 +127,7 @@ def _row_reduce(op, row, colmap, fill, f, s, off, j):  # pragma: no cover - comp
     return acc
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _accumulate_strided(op, row, o, lo, hi, f, s, off):  # pragma: no cover - compiled
     # Window offset outermost, output column innermost, so that the compiler
     # vectorises along the row. Two details make that happen: unsigned indices
@@ -152,7 +152,7 @@ def _accumulate_strided(op, row, o, lo, hi, f, s, off):  # pragma: no cover - co
                 o[ju] += row[np.uint64(j * s - off + kk)]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _accumulate_interior(op, row, o, lo, hi, f, s, off):  # pragma: no cover - compiled
     """``o[j] = op(o[j], row[j*s-off .. j*s-off+f-1])`` for j in [lo, hi).
 
@@ -167,7 +167,7 @@ def _accumulate_interior(op, row, o, lo, hi, f, s, off):  # pragma: no cover - c
         _accumulate_strided(op, row, o, lo, hi, f, s, off)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _accumulate_rows(op, o, t, n):  # pragma: no cover - compiled
     """``o[j] = op(o[j], t[j])`` for j < n, one vectorisable loop per op."""
     zero = o.dtype.type(0)
@@ -180,6 +180,37 @@ def _accumulate_rows(op, o, t, n):  # pragma: no cover - compiled
     else:
         for j in range(n):
             o[j] += t[j]
+
+
+@njit(cache=True)
+def _table_row(
+    x, o, op, rowmap, colmap, fill, ncols, f, s, off, i, j0, j1, lo, hi
+):  # pragma: no cover - compiled
+    """Output row ``i`` of :func:`reduce_table`, columns ``[j0, j1)``."""
+    for j in range(j0, j1):
+        o[j] = _initial(op)
+    nrows = 0
+    for k in range(f):
+        r = rowmap[i * s + k]
+        if r == SKIP:
+            continue
+        nrows += 1
+        if r == FILL:
+            for j in range(j0, j1):
+                if op == OP_SUM:
+                    o[j] += fill * ncols[j]
+                else:
+                    o[j] = _combine(op, o[j], fill)
+            continue
+        row = x[r]
+        _accumulate_interior(op, row, o, lo, hi, f, s, off)
+        for j in range(j0, lo):
+            o[j] = _combine(op, o[j], _row_reduce(op, row, colmap, fill, f, s, off, j))
+        for j in range(hi, j1):
+            o[j] = _combine(op, o[j], _row_reduce(op, row, colmap, fill, f, s, off, j))
+    if op == OP_SUM:
+        for j in range(j0, j1):
+            o[j] = o[j] / (nrows * ncols[j])
 
 
 @njit(cache=True, parallel=True)
@@ -195,32 +226,50 @@ def reduce_table(
     window) and are read without the map. ``ncols[j]``: non-SKIP columns of
     window ``j``, for the average's divisor.
     """
+    # the parallel loop only hands out rows: a small parfor body compiles fast
     lo, hi = _split(j0, j1, ja, jb)
     for i in prange(i0, i1):
+        _table_row(x, out[i], op, rowmap, colmap, fill, ncols, f, s, off, i, j0, j1, lo, hi)
+
+
+@njit(cache=True)
+def _separable_band(
+    x, out, op, rowmap, colmap, fill, ncols, f, s, off, i0, i1, lo, hi
+):  # pragma: no cover - compiled
+    """Output rows ``[i0, i1)`` of :func:`reduce_table_separable`."""
+    ow = out.shape[1]
+    q0 = i0 * s
+    nq = (i1 - 1) * s + f - q0
+    tmp = np.empty((nq, ow), dtype=out.dtype)
+    for q in range(nq):
+        r = rowmap[q0 + q]
+        t = tmp[q]
+        if r == SKIP:
+            continue
+        if r == FILL:
+            for j in range(ow):
+                t[j] = fill * ncols[j] if op == OP_SUM else fill
+            continue
+        row = x[r]
+        for j in range(lo, hi):
+            t[j] = _initial(op)
+        _accumulate_interior(op, row, t, lo, hi, f, s, off)
+        for j in range(0, lo):
+            t[j] = _row_reduce(op, row, colmap, fill, f, s, off, j)
+        for j in range(hi, ow):
+            t[j] = _row_reduce(op, row, colmap, fill, f, s, off, j)
+    for i in range(i0, i1):
         o = out[i]
-        for j in range(j0, j1):
+        for j in range(ow):
             o[j] = _initial(op)
         nrows = 0
         for k in range(f):
-            r = rowmap[i * s + k]
-            if r == SKIP:
+            if rowmap[i * s + k] == SKIP:
                 continue
             nrows += 1
-            if r == FILL:
-                for j in range(j0, j1):
-                    if op == OP_SUM:
-                        o[j] += fill * ncols[j]
-                    else:
-                        o[j] = _combine(op, o[j], fill)
-                continue
-            row = x[r]
-            _accumulate_interior(op, row, o, lo, hi, f, s, off)
-            for j in range(j0, lo):
-                o[j] = _combine(op, o[j], _row_reduce(op, row, colmap, fill, f, s, off, j))
-            for j in range(hi, j1):
-                o[j] = _combine(op, o[j], _row_reduce(op, row, colmap, fill, f, s, off, j))
+            _accumulate_rows(op, o, tmp[i * s + k - q0], ow)
         if op == OP_SUM:
-            for j in range(j0, j1):
+            for j in range(ow):
                 o[j] = o[j] / (nrows * ncols[j])
 
 
@@ -238,43 +287,12 @@ def reduce_table_separable(
     nbands = (oh + band - 1) // band
     for b in prange(nbands):
         i0 = b * band
-        i1 = min(oh, i0 + band)
-        q0 = i0 * s
-        nq = (i1 - 1) * s + f - q0
-        tmp = np.empty((nq, ow), dtype=out.dtype)
-        for q in range(nq):
-            r = rowmap[q0 + q]
-            t = tmp[q]
-            if r == SKIP:
-                continue
-            if r == FILL:
-                for j in range(ow):
-                    t[j] = fill * ncols[j] if op == OP_SUM else fill
-                continue
-            row = x[r]
-            for j in range(lo, hi):
-                t[j] = _initial(op)
-            _accumulate_interior(op, row, t, lo, hi, f, s, off)
-            for j in range(0, lo):
-                t[j] = _row_reduce(op, row, colmap, fill, f, s, off, j)
-            for j in range(hi, ow):
-                t[j] = _row_reduce(op, row, colmap, fill, f, s, off, j)
-        for i in range(i0, i1):
-            o = out[i]
-            for j in range(ow):
-                o[j] = _initial(op)
-            nrows = 0
-            for k in range(f):
-                if rowmap[i * s + k] == SKIP:
-                    continue
-                nrows += 1
-                _accumulate_rows(op, o, tmp[i * s + k - q0], ow)
-            if op == OP_SUM:
-                for j in range(ow):
-                    o[j] = o[j] / (nrows * ncols[j])
+        _separable_band(
+            x, out, op, rowmap, colmap, fill, ncols, f, s, off, i0, min(oh, i0 + band), lo, hi
+        )
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _sample(x, rowmap, colmap, fill, r, c):  # pragma: no cover - compiled
     """Window sample at padded (r, c) as float64; -1.0 marks a SKIP position."""
     ri = rowmap[r]
