@@ -35,7 +35,8 @@ sqrt 2, or --output-size; --seed).
 symmetric, wrap with --padding P on every side (default F//2, at most F//2).
 
 [bold]Alpha[/bold] is pooled with the same window and mode as the colour channels
-(average for lp). Values stay on the image's scale; --scale clip by default.
+(average for lp). Values stay on the image's scale; --scale auto is clip
+(normalize for lp, whose window sums exceed the input range).
 
 [bold]Outputs[/bold]: without -o, <stem>_pool.png next to each input (stdout for -);
 -o DIR/ writes DIR/<stem>.png; templates take {stem} {name} {ext} {parent}
@@ -87,7 +88,9 @@ def pool_command(
         None, "--seed", help="Random seed for stochastic and fractional.", show_default=False
     ),
     scale: str = typer.Option(
-        "auto", "--scale", help="To 8/16 bits: auto (=clip)|clip|abs|normalize|offset|raw."
+        "auto",
+        "--scale",
+        help="To 8/16 bits: auto (clip; lp: normalize)|clip|abs|normalize|offset|raw.",
     ),
     gray: bool = typer.Option(False, "--gray", "-g", help="Convert to luminance first."),
     depth: int | None = typer.Option(
@@ -217,7 +220,8 @@ def run_pool(
     if seed is not None and mode not in ("stochastic", "fractional"):
         raise UsageError(f"--seed applies to stochastic and fractional pooling, not {mode}")
     set_threads(threads)
-    used_scale = "clip" if scale == "auto" else scale
+    # lp is a sum over the window (up to F*F**(1/p) x the input range): stretch it
+    used_scale = ("normalize" if mode == "lp" else "clip") if scale == "auto" else scale
     kwargs = dict(mode=mode, size=size, stride=stride, pad=pad, ceil=ceil, **options)
 
     def compute(image):
