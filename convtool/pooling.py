@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -48,6 +50,27 @@ _PAD_OPTIONS = ("padding", "pad_value")
 
 #: Fractional pooling sequences (Graham 2014, section 3).
 SEQUENCES = ("pseudorandom", "random")
+
+
+#: Below this many input samples a kernel runs on the calling thread: waking
+#: the thread pool costs more than the work (and much more on a busy machine).
+SERIAL_BELOW = 1 << 20
+
+
+@contextmanager
+def _serial(small: bool) -> Iterator[None]:
+    """Run the Numba kernels inside on one thread when ``small``."""
+    if not small:
+        yield
+        return
+    import numba
+
+    n = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(n)
 
 
 def _normalize_mode(mode: str) -> str:
@@ -256,10 +279,11 @@ def _fractional(
     rows = fractional_boundaries(h, oh, rng, sequence)
     cols = fractional_boundaries(w, ow, rng, sequence)
     outs = []
-    for plane in _planes(x):
-        out = np.empty((oh, ow), dtype=np.float32)
-        core.fractional_max(plane, out, rows, cols, overlapping)
-        outs.append(out)
+    with _serial(x.size < SERIAL_BELOW):
+        for plane in _planes(x):
+            out = np.empty((oh, ow), dtype=np.float32)
+            core.fractional_max(plane, out, rows, cols, overlapping)
+            outs.append(out)
     return _stack(outs, x.ndim)
 
 
@@ -446,23 +470,24 @@ def pool(
     rows = _axis(core, h, oh, f, s, padding, pad)
     cols = _axis(core, w, ow, f, s, padding, pad)
     outs = []
-    for c, plane in enumerate(_planes(x)):
-        out = np.empty((oh, ow), dtype=np.float32)
-        if mode == "topleft":
-            r = rows.map[: (oh - 1) * s + 1 : s]
-            k = cols.map[: (ow - 1) * s + 1 : s]
-            out[...] = plane[np.ix_(np.maximum(r, 0), np.maximum(k, 0))]
-            out[r == core.FILL] = pad_value
-            out[:, k == core.FILL] = pad_value
-        elif mode == "stochastic":
-            uc = u[0] if evaluate else u[c]
-            core.stochastic(plane, out, uc, rows.map, cols.map, pad_value, f, s, evaluate)
-        elif mode == "lp":
-            out[...] = _lp(core, plane, p, f, s, padding, rows, cols, pad_value)
-        else:
-            op = {"max": core.OP_MAX, "min": core.OP_MIN, "avg": core.OP_SUM}[mode]
-            _reduce(core, plane, out, op, f, s, padding, rows, cols, pad_value)
-        outs.append(out)
+    with _serial(x.size < SERIAL_BELOW):
+        for c, plane in enumerate(_planes(x)):
+            out = np.empty((oh, ow), dtype=np.float32)
+            if mode == "topleft":
+                r = rows.map[: (oh - 1) * s + 1 : s]
+                k = cols.map[: (ow - 1) * s + 1 : s]
+                out[...] = plane[np.ix_(np.maximum(r, 0), np.maximum(k, 0))]
+                out[r == core.FILL] = pad_value
+                out[:, k == core.FILL] = pad_value
+            elif mode == "stochastic":
+                uc = u[0] if evaluate else u[c]
+                core.stochastic(plane, out, uc, rows.map, cols.map, pad_value, f, s, evaluate)
+            elif mode == "lp":
+                out[...] = _lp(core, plane, p, f, s, padding, rows, cols, pad_value)
+            else:
+                op = {"max": core.OP_MAX, "min": core.OP_MIN, "avg": core.OP_SUM}[mode]
+                _reduce(core, plane, out, op, f, s, padding, rows, cols, pad_value)
+            outs.append(out)
     return _stack(outs, x.ndim)
 
 
@@ -588,9 +613,10 @@ def _reduce(
             (rows.lo, rows.hi, 0, cols.lo),
             (rows.lo, rows.hi, cols.hi, ow),
         )
-        for i0, i1, j0, j1 in strips:
-            if i1 > i0 and j1 > j0:
-                core.reduce_table(x, out, op, *maps, i0, i1, j0, j1, cols.lo, cols.hi)
+        with _serial(True):  # thin strips: not worth waking the thread pool
+            for i0, i1, j0, j1 in strips:
+                if i1 > i0 and j1 > j0:
+                    core.reduce_table(x, out, op, *maps, i0, i1, j0, j1, cols.lo, cols.hi)
     elif s + 1 < f:
         # bands of output rows whose row-pass buffer stays in L2 (~256 KiB), at
         # least 8 bands so that every thread has work
