@@ -122,6 +122,15 @@ def test_read_other_formats(tmp_path, fmt, kw):
         np.testing.assert_array_equal(img.data, c)
 
 
+def test_exif_orientation_is_applied(tmp_path):
+    g = _u8((3, 5))
+    im = PILImage.fromarray(g)
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # stored sideways: rotate 90 degrees clockwise to view
+    im.save(tmp_path / "o.png", exif=exif)
+    np.testing.assert_array_equal(read_image(tmp_path / "o.png").data, np.rot90(g, -1))
+
+
 def test_gray_is_601_luminance_in_float(samples_dir):
     img = read_image(samples_dir / "astronaut.png", gray=True)
     rgb = read_image(samples_dir / "astronaut.png").data.astype(np.float64)
