@@ -423,18 +423,22 @@ def run_batch(
         else:
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="convtool") as pool:
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="convtool")
+            try:
                 # a bounded window keeps memory flat on big batches
                 window = workers * 2
                 pending: list = []
-                it = iter(jobs)
-                for job in it:
+                for job in jobs:
                     pending.append((job, pool.submit(one, job)))
                     if len(pending) >= window:
                         j, fut = pending.pop(0)
                         handle(j, fut.result())
                 for j, fut in pending:
                     handle(j, fut.result())
+            finally:
+                # on Ctrl-C, items not started yet are dropped; running ones finish
+                # (their writes are atomic, so nothing half-written is left)
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         if progress is not None:
             progress.stop()

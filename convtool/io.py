@@ -19,6 +19,9 @@ F               (H,W) float32 as stored, depth 32
 .npy file       (H,W) or (H,W,C) array as float32, depth 32 (raw outputs)
 ==============  ===========================================================
 
+An EXIF orientation tag is applied, so the pixels are the picture as viewers
+show it.
+
 Writing (:func:`write_image`) scales the float result to 8 or 16 bits through
 :func:`convtool.scaling.to_depth`, except for ``.npy`` and ``.tif``/``.tiff``,
 which hold the raw float32 values (a float TIFF stores one channel per page:
