@@ -326,3 +326,54 @@ def test_lp_p_default_is_two():
     x = np.full((2, 2), 3.0)
     assert pool(x, "lp")[0, 0] == pytest.approx(6.0)
     assert math.isclose(pool(x, "lp", p=1)[0, 0], 12.0)
+
+
+# ---------------------------------------------------------------- every kernel path agrees
+
+
+@pytest.mark.parametrize("pad", PAD_MODES + ["valid"])
+@pytest.mark.parametrize("mode,f", [("max", 2), ("avg", 2), ("max", 3), ("min", 3), ("avg", 5)])
+def test_specialised_direct_and_separable_paths_agree(camera, pad, mode, f):
+    """Force each kernel (specialised box + strips, direct table, separable) on the same input."""
+    import convtool.core.pool as core
+    from convtool.pooling import _axis
+
+    x = np.ascontiguousarray(camera[:77, :83])
+    s, p = 2, (0 if pad == "valid" else f // 2)
+    for ceil in (False, True):
+        got = pool(x, mode, size=f, stride=s, pad=pad, ceil=ceil)
+        oh, ow = got.shape
+        rows = _axis(core, 77, oh, f, s, p, pad)
+        cols = _axis(core, 83, ow, f, s, p, pad)
+        fill = {"max": -np.inf, "min": np.inf}.get(mode, 0.0)
+        op = {"max": core.OP_MAX, "min": core.OP_MIN, "avg": core.OP_SUM}[mode]
+        maps = (rows.map, cols.map, fill, cols.count, f, s, p)
+        direct = np.full_like(got, np.nan)
+        core.reduce_table(x, direct, op, *maps, 0, oh, 0, ow, cols.lo, cols.hi)
+        for band in (1, 3, oh):
+            separable = np.full_like(got, np.nan)
+            core.reduce_table_separable(x, separable, op, *maps, cols.lo, cols.hi, band)
+            np.testing.assert_allclose(separable, direct, rtol=1e-6)
+        np.testing.assert_allclose(got, direct, rtol=1e-6)
+        np.testing.assert_allclose(got, ref_pool(x, mode, f, s, p, pad, ceil), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(mode="max"),
+        dict(mode="avg", pad="zero", ceil=True, size=3, stride=2),
+        dict(mode="max", size=3, stride=2, pad="reflect"),
+        dict(mode="min", size=5, stride=1, pad="wrap"),
+        dict(mode="lp", p=3, size=4, stride=3),
+        dict(mode="stochastic", seed=4),
+        dict(mode="fractional", seed=4, overlapping=True),
+    ],
+)
+def test_thread_pool_gives_the_serial_result(astronaut, monkeypatch, kwargs):
+    """Small images run on one thread; force the parallel kernels and compare."""
+    import convtool.pooling as pooling
+
+    serial = pool(astronaut, **kwargs)
+    monkeypatch.setattr(pooling, "SERIAL_BELOW", 0)
+    np.testing.assert_array_equal(pool(astronaut, **kwargs), serial)
