@@ -181,6 +181,9 @@ def _decode(source: _io.BytesIO | str, name: str):  # -> PIL.Image.Image
         try:
             PILImage.MAX_IMAGE_PIXELS = limit
             im = PILImage.open(source)
+            if limit and im.size[0] * im.size[1] > limit:
+                # the warning filter above is process-wide, so check here too
+                raise PILImage.DecompressionBombError(f"{im.size}")
             im.load()  # decode everything now, so a truncated file fails here
         except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
             size = getattr(im, "size", None)
