@@ -129,11 +129,14 @@ def is_signed(values: np.ndarray | Sequence[float]) -> bool:
     return lo < -SIGN_TOLERANCE * max(abs(lo), abs(hi)) and lo < 0
 
 
+_SAMPLE = 1 << 15
+
+
 def _robust_range(m: np.ndarray, clip: float) -> tuple[float, float, float]:
     """(lo, hi, largest magnitude) of ``m``, ignoring ``clip`` percent at each end.
 
-    Percentiles come from an even subsample of at most ~65k values, so the
-    cost does not grow with the map.
+    Percentiles come from an even subsample of at most ``_SAMPLE`` values, so
+    the cost does not grow with the map.
     """
     if m.size == 0:
         return 0.0, 0.0, 0.0
@@ -141,11 +144,17 @@ def _robust_range(m: np.ndarray, clip: float) -> tuple[float, float, float]:
         lo, hi = float(np.nanmin(m)), float(np.nanmax(m))
         return lo, hi, max(abs(lo), abs(hi))
     flat = m.reshape(-1)
-    step = max(1, flat.size // 65536)
-    sample = flat[::step]
-    lo, hi = (float(v) for v in np.nanpercentile(sample, [clip, 100 - clip]))
-    mag = float(np.nanpercentile(np.abs(sample), 100 - clip))
-    return lo, hi, mag
+    sample = flat[:: max(1, -(-flat.size // _SAMPLE))]
+    if not np.isfinite(sample).all():
+        sample = sample[np.isfinite(sample)]
+        if sample.size == 0:
+            return 0.0, 0.0, 0.0
+    n = sample.size
+    klo = int(clip / 100 * (n - 1))
+    khi = n - 1 - klo
+    part = np.partition(sample, (klo, khi))
+    lo, hi = float(part[klo]), float(part[khi])
+    return lo, hi, max(abs(lo), abs(hi))
 
 
 def styles(
@@ -179,7 +188,7 @@ def styles(
     ranges = [_robust_range(m, clip) for m in maps]
     if normalize == "global" and maps:
         if clip > 0:
-            sizes = [max(1, m.size // max(1, 65536 // len(maps))) for m in maps]
+            sizes = [max(1, m.size // max(1, _SAMPLE // len(maps))) for m in maps]
             joined = np.concatenate([m.reshape(-1)[::s] for m, s in zip(maps, sizes, strict=True)])
             shared = _robust_range(joined, clip)
         else:
