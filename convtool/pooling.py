@@ -393,7 +393,15 @@ def pool(
 
     Other pad modes extend the image (``replicate``, ``reflect``,
     ``symmetric``, ``wrap``, as in :mod:`convtool.modes`) and the window reads
-    those values like image samples (an average still divides by F*F).
+    those values like image samples (an average divides by F*F, or in ceil
+    mode by the clipped area, as above). A padded ``pad`` defaults to
+    ``P = F // 2`` so that naming a pad mode is enough to use it; PyTorch's
+    own default, no padding, is ``pad='valid'``.
+
+    Speed: 2x2/s2 max and average and 3x3/s2 max have their own loops; when
+    windows overlap a lot (``S + 1 < F``) max/min/avg/lp run as a row pass
+    then a column pass; borders are handled by index, never by a padded copy
+    of the image. Images below about a million samples run on one thread.
 
     References
     ----------
