@@ -180,7 +180,8 @@ def test_real_subprocess_pipe_and_json(tmp_path, samples_dir):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr.decode()
-    assert proc.stdout.startswith(b"\x89PNG") and proc.stderr == b""
+    assert proc.stdout.startswith(b"\x89PNG") and b"error" not in proc.stderr
+    assert b"\x1b[" not in proc.stderr  # no progress bar when stderr is not a terminal
     (tmp_path / "piped.png").write_bytes(proc.stdout)
     proc = subprocess.run(
         cmd
