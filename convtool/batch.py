@@ -307,6 +307,26 @@ def _progress(total: int, enabled: bool):
     return progress
 
 
+def _interrupt_on_sigterm():
+    """Make SIGTERM stop a batch like Ctrl-C (temporary files are removed).
+
+    Returns the previous handler to restore, or None when not on the main
+    thread (where signal handlers cannot be set).
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):
+        return None
+
+
 def run_batch(
     jobs: Sequence[Job],
     read: Callable[[Job], Any],
@@ -384,6 +404,7 @@ def run_batch(
         }
         return record, None, ""
 
+    old_term = _interrupt_on_sigterm()
     show = (not quiet) and sys.stderr.isatty()
     progress = _progress(total, show)
     task = None
@@ -442,6 +463,10 @@ def run_batch(
     finally:
         if progress is not None:
             progress.stop()
+        if old_term is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, old_term)
 
     if result.failures and total > 1:
         names = ", ".join(inp for inp, _ in result.failures)

@@ -226,3 +226,36 @@ def test_pool_bad_file_in_batch(work):
     )
     assert res.exit_code == 1
     assert "empty.png" in res.stderr and files(work / "p") == ["good.png"]
+
+
+def test_sigterm_stops_a_batch_without_leftovers(tmp_path, samples_dir):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "in"
+    src.mkdir()
+    data = (samples_dir / "camera.png").read_bytes()
+    for i in range(150):
+        (src / f"im{i:03d}.png").write_bytes(data)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "convtool", "convolve", str(src), "-k", "box", "-o", f"{out}/"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while not (out.exists() and any(n.endswith(".png") for n in os.listdir(out))):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()
+    assert err.decode().strip().endswith("convtool: error: interrupted")
+    names = os.listdir(out)
+    assert all(n.endswith(".png") and not n.startswith(".") for n in names)
+    assert 0 < len(names) < 150
+    for n in names[:3]:  # every file there is whole
+        with PILImage.open(out / n) as im:
+            im.load()
