@@ -24,30 +24,41 @@ Algorithm choice (cost model)
 Three algorithms compute the same result (within float32 rounding):
 
 ``direct``
-    For each output row, each kernel row is a tight loop over the row with
-    the kernel width unrolled at compile time (widths 1-9 have their own
-    compiled kernel, wider kernels a generic one). Borders are handled by
-    index maps, never by padding the image. Cost per output value is about
-    ``KH*KW`` fused multiply-adds, vectorised 8-16 wide.
+    For each output row and kernel row, a tap loop over views of the source
+    row with scalar weights (generated per tap count 1-9, wider kernels in
+    chunks of 9), which LLVM vectorises; borders are handled by index maps
+    for the few border columns, never by padding the image. Cost about
+    ``KH*KW`` fused multiply-adds per value, vectorised.
 ``separable``
     Used when the kernel has rank 1 (checked by SVD: second singular value
-    below ``1e-5`` of the first, e.g. Gaussian, box, Sobel): a vertical pass
-    into a padded row buffer, then a horizontal pass, fused per output row.
-    Cost about ``KH + KW`` per output value.
+    below ``1e-5`` of the first, e.g. Gaussian, box, Sobel): per output row a
+    fused vertical pass over the image into a padded row buffer, then a
+    horizontal pass. Cost about ``KH + KW`` per value.
 ``fft``
-    numpy's real FFT of the exactly padded image (padding by the same index
-    maps as the direct path), multiplied by the kernel's spectrum. Cost about
-    ``c * log2(N)`` per padded pixel, independent of the kernel size, but it
-    always computes the full-resolution result (so stride ``S`` makes it
-    ``S*S`` times less attractive) and runs on one thread.
+    Overlap-save with numpy's real FFT on tiles of about 1024x1024 of the
+    exactly padded image (padded by the same index maps as the direct path),
+    tiles spread over the threads. Cost per padded pixel independent of the
+    kernel size, but it always computes the full-resolution result.
 
-``method="auto"`` estimates each cost in nanoseconds per output value from
-constants measured on a 2-core AVX-512 machine (see :data:`COST`) and takes
-the cheapest: with 2 threads, direct wins up to about 15x15, separable wins
-for every rank-1 kernel larger than 3x3, and the FFT wins for non-separable
-kernels from about 17x17 (the exact switch point depends on the image size
-and thread count). A non-finite image never goes to the FFT (NaN would spread
-to the whole output); it falls back to direct.
+Strides: rows are sampled through the row index map; columns are computed
+at full resolution by the vectorised loops and then sampled.
+
+``method="auto"`` estimates each cost in CPU nanoseconds from the constants
+in :data:`COST` (measured on 4096x4096 float32, 2-core AVX-512 machine) and
+takes the cheapest::
+
+    direct     computed * (2.0 + 0.058 * KH*KW)
+    separable  computed * (2.3 + 0.055 * (KH + KW))     (rank-1 kernels only)
+    fft        48 * (points of all FFT tiles)           (~1.06 * padded pixels)
+
+where ``computed`` is the number of values computed (rows sampled by the
+stride, columns at full resolution, times channels). All paths use the same
+threads, so the thread count does not change the choice. In practice:
+direct up to about 27x27, FFT above; separable for every rank-1 kernel of
+5x5 and up (3x3 stays direct: the two passes cost more than nine taps);
+strides make the full-resolution FFT ``S*S`` times less attractive. A
+non-finite image never goes to the FFT (one NaN would spread to the whole
+tile); it falls back to direct.
 """
 
 from __future__ import annotations
@@ -69,15 +80,15 @@ METHODS: tuple[str, ...] = ("auto", "direct", "separable", "fft")
 #: Accepted ``combine=`` values for filter banks.
 COMBINES: tuple[str, ...] = ("stack", "magnitude", "max", "sum")
 
-#: Cost-model constants, nanoseconds per unit, measured with 2 threads on
-#: 4096x4096 float32 (see the module docstring).
+#: Cost-model constants: CPU nanoseconds (summed over threads; every path
+#: runs on the same threads, so the thread count does not change the choice),
+#: measured on 4096x4096 float32 on a 2-core AVX-512 machine.
 COST: dict[str, float] = {
-    "direct_tap": 0.035,  # per output value per kernel tap, column stride 1
-    "strided_tap": 0.6,  # per output value per kernel tap, column stride > 1
-    "direct_base": 0.4,  # per output value: memory traffic floor
-    "separable_tap": 0.06,  # per output value per (KH + KW) tap
-    "separable_base": 0.6,
-    "fft_point": 1.2,  # per padded-frame point per log2(size), single thread
+    "direct_base": 2.0,  # per computed value (memory traffic, borders)
+    "direct_tap": 0.058,  # per computed value per kernel tap
+    "separable_base": 2.3,  # per computed value
+    "separable_tap": 0.055,  # per computed value per (KH + KW) taps
+    "fft_point": 48.0,  # per point of the padded FFT frame (forward + inverse)
 }
 
 #: Second/first singular value below this: the kernel is treated as rank 1.
@@ -172,12 +183,15 @@ def _rank1(w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return (u_[:, 0] * root).astype(np.float32), (vt[0] * root).astype(np.float32)
 
 
-def _fft_frame(h: int, w: int, kh: int, kw: int, dilation: int, padded: bool) -> tuple[int, int]:
-    from .core.conv_fft import next_fast_len
+def _fft_points(h: int, w: int, kh: int, kw: int, dilation: int, padded: bool) -> int:
+    """Total FFT frame points the tiled FFT path transforms for one plane."""
+    from .core.conv_fft import _tile_frame
 
-    if padded:
-        h, w = h + dilation * (kh - 1), w + dilation * (kw - 1)
-    return next_fast_len(h), next_fast_len(w)
+    kh, kw = dilation * (kh - 1) + 1, dilation * (kw - 1) + 1
+    ph, pw = (h + kh - 1, w + kw - 1) if padded else (h, w)
+    fh, fw = _tile_frame(kh, kw, ph, pw)
+    tiles = -(-(ph - kh + 1) // (fh - kh + 1)) * -(-(pw - kw + 1) // (fw - kw + 1))
+    return tiles * fh * fw
 
 
 def choose_method(
@@ -201,27 +215,18 @@ def choose_method(
     >>> choose_method((4096, 4096), (63, 63))
     'fft'
     """
-    import os
-
     h, w = shape[0], shape[1]
     nch = shape[2] if len(shape) == 3 else 1
     kh, kw = kshape
     mode = normalize_pad(pad)
     oh = conv_output_size(h, kh, stride=stride, dilation=dilation, pad=mode, axis="height")
-    ow = conv_output_size(w, kw, stride=stride, dilation=dilation, pad=mode, axis="width")
-    nthreads = threads or _default_threads() or os.cpu_count() or 1
-    nthreads = max(1, min(nthreads, 2 * (os.cpu_count() or 1)))
-    outs = oh * ow * nch
-    tap = COST["direct_tap"] if stride == 1 else COST["strided_tap"]
-    costs = {"direct": outs * (COST["direct_base"] + tap * kh * kw) / nthreads}
+    fw = conv_output_size(w, kw, dilation=dilation, pad=mode, axis="width")
+    computed = oh * fw * nch  # rows sampled by stride, columns at full resolution
+    costs = {"direct": computed * (COST["direct_base"] + COST["direct_tap"] * kh * kw)}
     if separable:
-        costs["separable"] = (
-            outs * COST["separable_base"]
-            + oh * w * nch * kh * COST["separable_tap"]
-            + outs * kw * COST["separable_tap"] * (1 if stride == 1 else 8)
-        ) / nthreads
-    fh, fw = _fft_frame(h, w, kh, kw, dilation, mode != "valid")
-    costs["fft"] = COST["fft_point"] * fh * fw * nch * math.log2(fh * fw)
+        costs["separable"] = computed * (COST["separable_base"] + COST["separable_tap"] * (kh + kw))
+    points = _fft_points(h, w, kh, kw, dilation, mode != "valid")
+    costs["fft"] = COST["fft_point"] * points * nch
     return min(costs, key=costs.__getitem__)
 
 
@@ -301,10 +306,14 @@ def _correlate(
 
     flat = img.reshape(h, wd * nch)
     if method == "fft":
-        return _fft(img, wc, mode, cval32, stride, dilation, top, left, oh, ow)
+        return _fft(img, wc, mode, cval32, stride, dilation, top, left, oh, ow, threads)
 
+    # Rows are sampled by stride through the row map; columns are computed at
+    # full resolution (vectorised) and sampled afterwards, which is several
+    # times cheaper than a scalar strided loop for the strides people use.
     rmap = conv.index_map(h, -top, stride, oh, kh, dilation, code)
-    out = np.empty((oh, ow * nch), dtype=np.float32)
+    fw = conv_output_size(wd, kw, dilation=dilation, pad=mode)
+    out = np.empty((oh, fw * nch), dtype=np.float32)
     if method == "separable":
         u, v = factors
         padded = mode != "valid"
@@ -316,21 +325,18 @@ def _correlate(
         ilo = min(oh, -(-top // stride))
         last = h - 1 + top - dilation * (kh - 1)
         ihi = max(ilo, min(oh, last // stride + 1)) if last >= 0 else ilo
-        conv.separable(
-            flat, nch, u, v, rmap, ilo, ihi, ext, cval32, lpad, stride, dilation, out, nblocks
-        )
+        conv.separable(flat, nch, u, v, rmap, ilo, ihi, ext, cval32, lpad, dilation, out, nblocks)
     else:
-        cmap = conv.index_map(wd, -left, stride, ow, kw, dilation, code)
-        if stride == 1:
-            lo = min(left, ow)
-            hi = min(max(wd - dilation * (kw - 1) + left, lo), ow)
-            conv.direct(flat, nch, wc, rmap, cmap, cval32, lo, hi, dilation, out)
-        else:
-            conv.strided(flat, nch, wc, rmap, cmap, cval32, out)
+        cmap = conv.index_map(wd, -left, 1, fw, kw, dilation, code)
+        lo = min(left, fw)
+        hi = min(max(wd - dilation * (kw - 1) + left, lo), fw)
+        conv.direct(flat, nch, wc, rmap, cmap, cval32, lo, hi, dilation, out)
+    if stride > 1:
+        out = np.ascontiguousarray(out.reshape(oh, fw, nch)[:, ::stride])
     return out.reshape((oh, ow, nch) if img.ndim == 3 else (oh, ow))
 
 
-def _fft(img, wc, mode, cval32, stride, dilation, top, left, oh, ow):
+def _fft(img, wc, mode, cval32, stride, dilation, top, left, oh, ow, threads):
     from .core import conv
     from .core.conv_fft import fft_correlate_plane
 
@@ -348,13 +354,13 @@ def _fft(img, wc, mode, cval32, stride, dilation, top, left, oh, ow):
     else:
         rows = conv.index_map(h, -top, 1, h + wd_.shape[0] - 1, 1, 1, code)[:, 0]
         cols = conv.index_map(wd, -left, 1, wd + wd_.shape[1] - 1, 1, 1, code)[:, 0]
-    sl_r, sl_c = slice(0, None, stride), slice(0, None, stride)
+    nthreads = threads or _default_threads() or 1
     if img.ndim == 2:
-        res = fft_correlate_plane(img, wd_, rows, cols, float(cval32), sl_r, sl_c)
+        res = fft_correlate_plane(img, wd_, rows, cols, float(cval32), stride, nthreads)
         return res[:oh, :ow]
     out = np.empty((oh, ow, img.shape[2]), np.float32)
     for c in range(img.shape[2]):
-        res = fft_correlate_plane(img[:, :, c], wd_, rows, cols, float(cval32), sl_r, sl_c)
+        res = fft_correlate_plane(img[:, :, c], wd_, rows, cols, float(cval32), stride, nthreads)
         out[:, :, c] = res[:oh, :ow]
     return out
 
@@ -579,8 +585,8 @@ def filter_bank(
 def warmup() -> None:
     """Compile (or load from the cache) every Numba kernel this module uses.
 
-    Three parallel drivers (direct, strided, separable) for float32 and uint8
-    images; every kernel size goes through the same compiled code.
+    Two parallel drivers (direct, separable) for float32 and uint8 images;
+    every kernel size and stride goes through the same compiled code.
 
     Examples
     --------
@@ -591,5 +597,4 @@ def warmup() -> None:
     for dtype in (np.float32, np.uint8):
         img = np.zeros((12, 12), dtype)
         for method in ("direct", "separable"):
-            for stride in (1, 2):
-                convolve(img, w, method=method, stride=stride)
+            convolve(img, w, method=method)

@@ -25,7 +25,7 @@ The inner loops are the generated tap loops of :mod:`convtool.core.conv_taps`
 (one function per tap count 1-9, wider rows in chunks of 9): each is a dot
 product of shifted views of one source row with scalar weights, which LLVM
 vectorises. There is one parallel driver per algorithm (``direct``,
-``strided``, ``separable``), compiled per input dtype and cached on disk.
+``separable``), compiled per input dtype and cached on disk.
 """
 
 from __future__ import annotations
@@ -132,31 +132,7 @@ def direct(img, nch, w, rmap, cmap, cval, lo, hi, dil, out):
 
 
 @njit(cache=True, parallel=True, fastmath=_FASTMATH)
-def strided(img, nch, w, rmap, cmap, cval, out):
-    """Direct correlation for any column stride: every column via the map."""
-    oh = out.shape[0]
-    ow = cmap.shape[0]
-    kh, kw = w.shape
-    for i in prange(oh):
-        orow = out[i]
-        for jj in range(orow.shape[0]):
-            orow[jj] = np.float32(0.0)
-        for a in range(kh):
-            r = rmap[i, a]
-            for j in range(ow):
-                for c in range(nch):
-                    s = np.float32(0.0)
-                    for b in range(kw):
-                        x = cmap[j, b]
-                        if r < 0 or x < 0:
-                            s += w[a, b] * cval
-                        else:
-                            s += w[a, b] * np.float32(img[r, x * nch + c])
-                    orow[j * nch + c] += s
-
-
-@njit(cache=True, parallel=True, fastmath=_FASTMATH)
-def separable(img, nch, u, v, rmap, ilo, ihi, ext, cval, left, stride, dil, out, nblocks):
+def separable(img, nch, u, v, rmap, ilo, ihi, ext, cval, left, dil, out, nblocks):
     """Separable correlation: vertical taps ``u`` then horizontal taps ``v``.
 
     Per output row, the vertical pass fills a horizontally padded row buffer
@@ -168,7 +144,6 @@ def separable(img, nch, u, v, rmap, ilo, ihi, ext, cval, left, stride, dil, out,
     oh = out.shape[0]
     ow = out.shape[1] // nch
     kh = u.shape[0]
-    kw = v.shape[0]
     rowlen = img.shape[1]
     width = rowlen // nch
     next_ = ext.shape[0]
@@ -217,14 +192,4 @@ def separable(img, nch, u, v, rmap, ilo, ihi, ext, cval, left, stride, dil, out,
                         tmp[k * nch + c] = usum * cval
                     else:
                         tmp[k * nch + c] = tmp[off + sc * nch + c]
-            orow = out[i]
-            if stride == 1:
-                taps_set(tmp, step, v, orow, ow * nch)
-            else:
-                for j in range(ow):
-                    for c in range(nch):
-                        base = j * stride * nch + c
-                        s2 = np.float32(0.0)
-                        for b in range(kw):
-                            s2 += v[b] * tmp[base + b * step]
-                        orow[j * nch + c] = s2
+            taps_set(tmp, step, v, out[i], ow * nch)
