@@ -56,6 +56,7 @@ def _probe(args: list[str], env: dict[str, str] | None = None) -> dict:
         ["kernels"],
         ["convolve", "--help"],
         ["pool", "--help"],
+        ["warmup", "--help"],
     ],
     ids=lambda a: " ".join(a),
 )
@@ -176,3 +177,58 @@ def test_numba_sees_the_chosen_dir(tmp_path: Path, user_dir: bool) -> None:
     assert env_value == numba_value
     if user_dir:
         assert numba_value == str(tmp_path / "numba-cache")
+
+
+# ---------------------------------------------------------------- convtool warmup
+
+
+def test_warmup_command_calls_each_warmup_and_names_the_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Present warmups run once each, absent modules/functions are skipped and named."""
+    import types
+
+    from typer.testing import CliRunner
+
+    from convtool.cli import app
+    from convtool.commands import warmup as warmup_cmd
+
+    calls: list[str] = []
+    present = types.ModuleType("convtool_fake_present")
+    present.warmup = lambda: calls.append("present")  # type: ignore[attr-defined]
+    no_func = types.ModuleType("convtool_fake_nofunc")
+    monkeypatch.setitem(sys.modules, "convtool_fake_present", present)
+    monkeypatch.setitem(sys.modules, "convtool_fake_nofunc", no_func)
+    monkeypatch.setattr(
+        warmup_cmd,
+        "_STEPS",
+        (
+            ("present", "convtool_fake_present", "warmup"),
+            ("nofunc", "convtool_fake_nofunc", "warmup"),
+            ("absent", "convtool_fake_absent_module", "warmup"),
+        ),
+    )
+    cache = tmp_path / "cache"
+    (cache / "sub").mkdir(parents=True)
+    (cache / "sub" / "f-1.py311.nbi").write_bytes(b"")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(cache))
+    result = CliRunner().invoke(app, ["warmup", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert calls == ["present"]
+    assert str(cache) in result.output
+    assert "1 cached functions" in result.output
+    assert "not present: nofunc, absent" in result.output
+
+
+def test_warmup_does_not_hide_a_broken_module(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A module that exists but fails to import is a bug: it must not be reported as absent."""
+    from convtool.commands import warmup as warmup_cmd
+
+    (tmp_path / "convtool_fake_broken.py").write_text("import convtool_fake_missing_dep\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "convtool_fake_broken", raising=False)
+    monkeypatch.setattr(warmup_cmd, "_STEPS", (("broken", "convtool_fake_broken", "warmup"),))
+    with pytest.raises(ModuleNotFoundError, match="convtool_fake_missing_dep"):
+        warmup_cmd.run_warmup(quiet=True)
