@@ -814,8 +814,12 @@ def _pool_layer(
     try:
         oh = pool_output_size(h, f, s, padding=padding, ceil=o["ceil"], axis="height")
         ow = pool_output_size(w, f, s, padding=padding, ceil=o["ceil"], axis="width")
-    except UsageError as exc:
-        raise UsageError(f"{where}: {exc}; or fewer layers before it") from None
+    except UsageError:
+        extra = f" plus padding {2 * padding}" if padding else ""
+        raise UsageError(
+            f"{where}: output would be empty: the window {f} is larger than the {h}x{w} "
+            f"input{extra}; use a smaller size or fewer layers before it"
+        ) from None
     pad_text = "" if padding == 0 else f" pad {padding} {'zero' if pad == 'constant' else pad}"
     return Layer(
         index=index,

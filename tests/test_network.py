@@ -420,7 +420,10 @@ def test_stack_that_becomes_empty_is_reported_at_the_breaking_layer():
     with pytest.raises(UsageError, match=r"^layer 5 \(conv\): output would be 0x0"):
         plan(spec, "28x28")
     plan(spec, "32x32")  # 32 -> 28 -> 14 -> 10 -> 5 -> 1: fits exactly
-    with pytest.raises(UsageError, match=r"^layer 3 \(pool\): pool window 4 is larger"):
+    with pytest.raises(
+        UsageError,
+        match=r"^layer 3 \(pool\): output would be empty: the window 4 is larger than the 3x3 input",
+    ):
         plan("pool(max,2) pool(max,2) pool(max,4)", "12x12")
 
 
