@@ -33,25 +33,24 @@ SQDIFF = 2
 FLT_EPSILON = 1.1920928955078125e-07
 
 
-@njit(cache=True, parallel=True)
-def normalize_scores(
-    num, planes, img_mean, h, w, method, t_mean, t_var, t_sq, t_flat, noise, nbands
+@njit(cache=True, nogil=True)
+def normalize_block(
+    num, planes, img_mean, h, w, method, t_mean, t_var, t_sq, t_flat, noise, y0, y1, x0, x1
 ):
-    """Turn the zero-mean correlation ``num`` into scores, in place.
+    """Turn the zero-mean correlation into scores, in place, for ``num[y0:y1, x0:x1]``.
 
     Parameters
     ----------
     num : float32 (Ho, Wo)
         On entry ``sum_c sum_{u,v} (I_c[y+u, x+v] - m_c) * (T_c[u, v] - mean(T_c))``
-        (``m_c`` any constant, the image mean gives the best rounding); on exit
-        the score.
+        (``m_c`` any constant: the template is zero-mean, so it cancels); on
+        exit the score. Only the block is touched.
     planes : float32 (C, H, W)
         The image, one plane per channel.
     img_mean : float64 (C,)
-        Constants subtracted from each plane before the running sums (they
+        Constants subtracted from each plane before the window sums (they
         cancel in the result; a value near the channel mean keeps the
         variance free of cancellation, an integer keeps integer data exact).
-        ``num`` does not depend on them: its template is zero-mean.
     h, w : int
         Template height and width.
     method : int
@@ -63,103 +62,134 @@ def normalize_scores(
     t_flat : bool
         The template is flat (zncc) or zero (cosine, sqdiff).
     noise : float
-        Rounding level of the running sums: a window whose variance (zncc) or
+        Rounding level of the window sums: a window whose variance (zncc) or
         sum of squares (cosine, sqdiff) is at most this is flat whatever the
         relative rule says (0 for integer-valued data, which sums exactly).
-    nbands : int
-        Row bands processed in parallel (each restarts its running sums).
+    y0, y1, x0, x1 : int
+        The block of outputs.
+
+    Notes
+    -----
+    Column sums over the ``h`` rows of the window slide down one row at a time
+    (add the new row, subtract the old), and prefix sums of them along the row
+    give every window's sum: O(1) per output and channel, float64, O(W) memory.
+    Releases the GIL, so FFT tiles can be normalised on worker threads.
     """
-    n_ch, height, width = planes.shape
-    ho, wo = num.shape
+    n_ch = planes.shape[0]
+    bw = x1 - x0
+    cw = bw + w - 1  # image columns the block's windows cover
     n = float(h * w)
+    inv_n = 1.0 / n
+    rel = 10.0 * FLT_EPSILON
+    col_s = np.zeros((n_ch, cw))
+    col_q = np.zeros((n_ch, cw))
+    ps = np.zeros(cw + 1)
+    pq = np.zeros(cw + 1)
+    var = np.empty(bw)
+    raw_q = np.empty(bw)
+    cross = np.empty(bw)
+    for c in range(n_ch):
+        m = img_mean[c]
+        for u in range(y0, y0 + h - 1):
+            for x in range(cw):
+                d = planes[c, u, x0 + x] - m
+                col_s[c, x] += d
+                col_q[c, x] += d * d
+    for y in range(y0, y1):
+        var[:] = 0.0
+        raw_q[:] = 0.0
+        cross[:] = 0.0
+        for c in range(n_ch):
+            m = img_mean[c]
+            tm = t_mean[c]
+            nm2 = n * m * m
+            nm = n * m
+            new_row = planes[c, y + h - 1, x0 : x0 + cw]
+            for x in range(cw):
+                d = new_row[x] - m
+                col_s[c, x] += d
+                col_q[c, x] += d * d
+            if y > y0:
+                old_row = planes[c, y - 1, x0 : x0 + cw]
+                for x in range(cw):
+                    d = old_row[x] - m
+                    col_s[c, x] -= d
+                    col_q[c, x] -= d * d
+            for x in range(cw):
+                ps[x + 1] = ps[x] + col_s[c, x]
+                pq[x + 1] = pq[x] + col_q[c, x]
+            for x in range(bw):
+                s = ps[x + w] - ps[x]
+                q = pq[x + w] - pq[x]
+                var[x] += q - s * s * inv_n
+                raw_q[x] += q + 2.0 * m * s + nm2
+                cross[x] += tm * (s + nm)
+        row = num[y, x0:x1]
+        if method == ZNCC:
+            for x in range(bw):
+                v = max(var[x], 0.0)
+                if t_flat or v <= max(noise, min(0.5, rel * raw_q[x])):
+                    row[x] = 0.0
+                else:
+                    row[x] = min(1.0, max(-1.0, row[x] / np.sqrt(v * t_var)))
+        elif method == COSINE:
+            for x in range(bw):
+                q = raw_q[x]
+                if t_flat or q <= noise:
+                    row[x] = 0.0
+                else:
+                    r = (row[x] + cross[x]) / np.sqrt(q * t_sq)
+                    row[x] = min(1.0, max(-1.0, r))
+        else:
+            for x in range(bw):
+                q = raw_q[x]
+                if t_flat or q <= noise:
+                    row[x] = 1.0
+                else:
+                    r = (q - 2.0 * (row[x] + cross[x]) + t_sq) / np.sqrt(q * t_sq)
+                    row[x] = min(1.0, max(0.0, r))
+
+
+@njit(cache=True, parallel=True)
+def normalize_scores(
+    num, planes, img_mean, h, w, method, t_mean, t_var, t_sq, t_flat, noise, nbands
+):
+    """:func:`normalize_block` over the whole map, ``nbands`` row bands in parallel."""
+    ho, wo = num.shape
     nbands = min(ho, max(1, nbands))
     band = (ho + nbands - 1) // nbands
     nbands = (ho + band - 1) // band
     for b in prange(nbands):
         y0 = b * band
         y1 = min(ho, y0 + band)
-        col_s = np.zeros((n_ch, width))
-        col_q = np.zeros((n_ch, width))
-        win_s = np.zeros(n_ch)
-        win_q = np.zeros(n_ch)
-        for c in range(n_ch):
-            m = img_mean[c]
-            for u in range(y0, y0 + h - 1):
-                for x in range(width):
-                    d = planes[c, u, x] - m
-                    col_s[c, x] += d
-                    col_q[c, x] += d * d
-        for y in range(y0, y1):
-            # add the window's last row, drop the row above the window
-            for c in range(n_ch):
-                m = img_mean[c]
-                for x in range(width):
-                    d = planes[c, y + h - 1, x] - m
-                    col_s[c, x] += d
-                    col_q[c, x] += d * d
-                if y > y0:
-                    for x in range(width):
-                        d = planes[c, y - 1, x] - m
-                        col_s[c, x] -= d
-                        col_q[c, x] -= d * d
-                s = 0.0
-                q = 0.0
-                for x in range(w - 1):
-                    s += col_s[c, x]
-                    q += col_q[c, x]
-                win_s[c] = s
-                win_q[c] = q
-            for x in range(wo):
-                var = 0.0
-                raw_q = 0.0
-                cross = 0.0
-                for c in range(n_ch):
-                    m = img_mean[c]
-                    win_s[c] += col_s[c, x + w - 1]
-                    win_q[c] += col_q[c, x + w - 1]
-                    s = win_s[c]
-                    q = win_q[c]
-                    var += q - s * s / n
-                    raw_s = s + n * m
-                    raw_q += q + 2.0 * m * s + n * m * m
-                    cross += t_mean[c] * raw_s
-                    win_s[c] -= col_s[c, x]
-                    win_q[c] -= col_q[c, x]
-                z = float(num[y, x])
-                if method == ZNCC:
-                    if var < 0.0:
-                        var = 0.0
-                    if t_flat or var <= max(noise, min(0.5, 10.0 * FLT_EPSILON * raw_q)):
-                        r = 0.0
-                    else:
-                        r = z / np.sqrt(var * t_var)
-                        r = min(1.0, max(-1.0, r))
-                elif method == COSINE:
-                    if raw_q < 0.0:
-                        raw_q = 0.0
-                    if t_flat or raw_q <= noise:
-                        r = 0.0
-                    else:
-                        r = (z + cross) / np.sqrt(raw_q * t_sq)
-                        r = min(1.0, max(-1.0, r))
-                else:
-                    if raw_q < 0.0:
-                        raw_q = 0.0
-                    if t_flat or raw_q <= noise:
-                        r = 1.0
-                    else:
-                        r = (raw_q - 2.0 * (z + cross) + t_sq) / np.sqrt(raw_q * t_sq)
-                        r = min(1.0, max(0.0, r))
-                num[y, x] = r
+        normalize_block(
+            num, planes, img_mean, h, w, method, t_mean, t_var, t_sq, t_flat, noise, y0, y1, 0, wo
+        )
 
 
-@njit(cache=True)
-def is_integral(planes):
-    """True when every value is a whole number (so float64 sums of them are exact)."""
-    for v in planes.ravel():
-        if v != np.floor(v):
-            return False
-    return True
+@njit(cache=True, nogil=True)
+def value_stats(planes):
+    """Per channel: minimum, maximum, mean (float64 sums); and whether all are whole numbers."""
+    n_ch = planes.shape[0]
+    lo = np.empty(n_ch)
+    hi = np.empty(n_ch)
+    mean = np.empty(n_ch)
+    integral = True
+    for c in range(n_ch):
+        a = planes[c].ravel()
+        mn = a[0]
+        mx = a[0]
+        total = 0.0
+        for v in a:
+            mn = min(mn, v)
+            mx = max(mx, v)
+            total += v
+            if integral and v != np.floor(v):
+                integral = False
+        lo[c] = mn
+        hi[c] = mx
+        mean[c] = total / a.size
+    return lo, hi, integral, mean
 
 
 @njit(cache=True, parallel=True)
