@@ -210,6 +210,14 @@ def fractional_boundaries(
     return (a - a[0]).astype(np.int64)
 
 
+def _rng(seed: Any) -> np.random.Generator:
+    """numpy's Generator for ``seed``; a bad seed is a UsageError."""
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError):
+        raise UsageError(f"seed must be a whole number >= 0, got {seed!r}") from None
+
+
 def _fractional_size(n: int, ratio: Any, out: Any, axis: str) -> int:
     if out is not None:
         value = check_positive_int(f"output_size ({axis})", out)
@@ -275,7 +283,7 @@ def _fractional(
         rh, rw = _pair(ratio, "ratio")
         oh = _fractional_size(h, rh, None, "height")
         ow = _fractional_size(w, rw, None, "width")
-    rng = np.random.default_rng(seed)
+    rng = _rng(seed)
     rows = fractional_boundaries(h, oh, rng, sequence)
     cols = fractional_boundaries(w, ow, rng, sequence)
     outs = []
@@ -473,7 +481,7 @@ def pool(
     u = np.zeros((1, 1, 1))  # placeholder for the deterministic eval rule
     if mode == "stochastic" and not evaluate:
         nplanes = 1 if x.ndim == 2 else x.shape[2]
-        u = np.random.default_rng(seed).random((nplanes, oh, ow))
+        u = _rng(seed).random((nplanes, oh, ow))
 
     rows = _axis(core, h, oh, f, s, padding, pad)
     cols = _axis(core, w, ow, f, s, padding, pad)

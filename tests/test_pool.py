@@ -292,6 +292,8 @@ def test_aliases_and_integer_like_arguments():
         (dict(pad="reflect", pad_value=3), "pad_value applies only"),
         (dict(pad="nowhere"), "unknown pad mode"),
         (dict(seed=1), "seed is used only"),
+        (dict(mode="stochastic", seed=-1), "seed must be"),
+        (dict(mode="fractional", seed="x"), "seed must be"),
         (dict(mode="stochastic", eval=True, seed=1), "seed has no effect"),
     ],
 )
