@@ -191,3 +191,19 @@ def test_overview_rows():
     sheet = overview(rows, max_maps=4, tile=50, gutter=5, input_image=np.zeros((20, 20)))
     assert sheet.shape[1] == 4 * 50 + 5 * 5
     assert sheet.shape[0] == 3 * (LINE + 50 + 5) + 5
+
+
+def test_clip_keeps_a_few_outliers_from_darkening_the_map():
+    rng = np.random.default_rng(1)
+    m = rng.random((100, 100)).astype(np.float32)  # 0..1
+    m[0, :5] = 1000.0  # five hot pixels
+    exact = styles([m])[0]
+    robust = styles([m], clip=1.0)[0]
+    assert exact.hi == 1000.0
+    assert 0.95 < robust.hi < 1.0 and 0.0 <= robust.lo < 0.05
+    img = grid([m], cmap="gray", clip=1.0, gutter=0)
+    y, x = layout(1, 100, 100, gutter=0).tiles[0]
+    body = img[y + 10 : y + 100, x : x + 100, 0]
+    assert 100 < body.mean() < 155  # uniform 0..1 spread over the ramp, not crushed to black
+    with pytest.raises(UsageError, match="clip"):
+        styles([m], clip=60)

@@ -483,3 +483,43 @@ def test_missing_file_and_missing_input():
         load_net("no/such/net.toml")
     with pytest.raises(UsageError, match="--input"):
         plan("relu")
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    data=st.data(),
+    h=st.integers(8, 40),
+    w=st.integers(8, 40),
+    c=st.integers(1, 3),
+)
+def test_planned_shapes_are_the_shapes_that_run(data, h, w, c):
+    """For random stacks, every layer's output has exactly the planned shape."""
+    choices = [
+        "conv(random:{m},size={k},stride={s},pad={pad},seed=1)",
+        "pool({mode},{f},{s})",
+        "relu",
+        "norm",
+        "conv(random:{m2},size=1,groups=depthwise)",
+    ]
+    parts = []
+    for _ in range(data.draw(st.integers(1, 4))):
+        tpl = data.draw(st.sampled_from(choices))
+        parts.append(
+            tpl.format(
+                m=data.draw(st.integers(1, 4)),
+                m2=1,
+                k=data.draw(st.sampled_from([1, 2, 3, 5])),
+                s=data.draw(st.integers(1, 2)),
+                f=data.draw(st.integers(1, 3)),
+                pad=data.draw(st.sampled_from(["valid", "1", "reflect", "zero", "wrap"])),
+                mode=data.draw(st.sampled_from(["max", "avg", "min", "topleft"])),
+            )
+        )
+    spec = " ".join(parts)
+    img = np.random.default_rng(0).random((h, w, c)).astype(np.float32)
+    try:
+        layers = plan(spec, (c, h, w))
+    except UsageError:
+        return  # a stack too deep for this image: reported before running
+    outs = feature_maps(img, spec)
+    assert [out.shape for _, out in outs] == [layer.out_shape for layer in layers]
