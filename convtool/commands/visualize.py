@@ -131,7 +131,7 @@ def visualize(
         min=0.0,
         max=49.9,
         metavar="PCT",
-        help="Ignore the PCT %% most extreme values at each end when choosing a tile's range "
+        help="Ignore the PCT percent most extreme values at each end when choosing a tile's range "
         "(a few strong pixels then do not darken the rest); 0 = exact min..max.",
     ),
     max_tile: int = typer.Option(
