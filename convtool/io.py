@@ -55,12 +55,13 @@ import numpy as np
 from .errors import InputError, UsageError
 from .scaling import to_depth
 
-#: Default PNG zlib level. Measured (Pillow encoder, 2 busy cores) on filter
-#: outputs: 4096x4096 gray blur 0.84 s / 3.6 MiB at level 1 against 3.5 s /
-#: 2.8 MiB at Pillow's default 6 and 34 s at 9; 2048x2048 RGB 0.90 s / 4.7 MiB
-#: against 5.5 s / 4.0 MiB. Level 1 is 4-6x faster for files 15-30% larger;
-#: levels 2-5 buy a few percent for 1.2-3x the time. :func:`encode_png` then
-#: halves the level-1 time again (0.45 s and 0.51 s on the same images).
+#: Default PNG zlib level, from ``benchmarks/bench_png.py`` (2 cores shared
+#: with other jobs, so absolute times are high): on a 4096x4096 gray blur
+#: Pillow takes 1.3 s / 3.6 MiB at level 1, 3.5 s / 2.8 MiB at its default 6
+#: and 37 s at 9; on a 2048x2048 RGB sharpen 1.1 s / 4.7 MiB against 5.4 s /
+#: 4.0 MiB. Level 1 is 3-5x faster than 6 for files 15-30% larger; levels 2-3
+#: save 3-6% for 1.1-1.5x the time. :func:`encode_png` (used for every PNG)
+#: takes 0.7 s and 0.5 s at level 1 on the same images.
 DEFAULT_PNG_LEVEL = 1
 
 #: Extension (lower case, no dot) -> output format name.
