@@ -806,7 +806,7 @@ def annotate(
     >>> annotate(np.zeros((20, 30), np.float32), [Detection(2, 3, 8, 8, 0.9)]).shape
     (20, 30, 3)
     """
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
     a = np.asarray(image, dtype=np.float32)
     if a.ndim == 3 and a.shape[2] == 1:
@@ -821,14 +821,18 @@ def annotate(
     im = Image.fromarray(a, "RGB")
     draw = ImageDraw.Draw(im)
     line = max(1, round(min(im.size) / 250))
+    try:  # a scalable font (Pillow >= 10.1 with FreeType), sized to the image
+        font = ImageFont.load_default(size=max(11, round(min(im.size) / 30)))
+    except (TypeError, OSError, ImportError):  # pragma: no cover - older Pillow
+        font = ImageFont.load_default()
     for d in detections:
         draw.rectangle([d.x, d.y, d.x + d.width - 1, d.y + d.height - 1], outline=color, width=line)
         label = f"{d.score:.2f}" + (f" x{d.scale:.2g}" if d.scale != 1.0 else "")
-        box = draw.textbbox((0, 0), label)
+        box = draw.textbbox((0, 0), label, font=font)
         tw, th = box[2] - box[0], box[3] - box[1]
         ty = d.y - th - 4 if d.y - th - 4 >= 0 else d.y + 1
         draw.rectangle([d.x, ty, d.x + tw + 3, ty + th + 3], fill=color)
-        draw.text((d.x + 2 - box[0], ty + 1 - box[1]), label, fill=(255, 255, 255))
+        draw.text((d.x + 2 - box[0], ty + 1 - box[1]), label, fill=(255, 255, 255), font=font)
     return np.asarray(im)
 
 
