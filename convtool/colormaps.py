@@ -152,6 +152,16 @@ def apply(values: np.ndarray, name: str, lo: float, hi: float) -> np.ndarray:
     >>> apply(np.array([-1.0, 0.0, 1.0]), "diverging", -1, 1).tolist()
     [[8, 48, 107], [247, 246, 245], [103, 0, 13]]
     """
+    words = apply_packed(values, name, lo, hi)
+    return words.view(np.uint8).reshape(*words.shape, 4)[..., :3]
+
+
+def apply_packed(values: np.ndarray, name: str, lo: float, hi: float) -> np.ndarray:
+    """As :func:`apply`, but each colour packed in one uint32 (R, G, B, 0 in memory order).
+
+    A uint32 canvas takes these with plain contiguous copies, which is what
+    :func:`convtool.grid.grid` does.
+    """
     table = lut(name)
     v = np.asarray(values, dtype=np.float32)
     span = float(hi) - float(lo)
@@ -161,10 +171,7 @@ def apply(values: np.ndarray, name: str, lo: float, hi: float) -> np.ndarray:
     idx += np.float32(0.5)
     np.fmax(idx, np.float32(0), out=idx)  # fmax also sends NaN to 0
     np.minimum(idx, np.float32(len(table) - 1), out=idx)
-    # gather 4-byte words (RGB + pad) rather than 3-byte rows: several times faster
-    packed = _packed(name, len(table))
-    words = packed[idx.astype(np.uint8 if len(table) <= 256 else np.intp)]
-    return words.view(np.uint8).reshape(*v.shape, 4)[..., :3]
+    return _packed(name, len(table))[idx.astype(np.uint8 if len(table) <= 256 else np.intp)]
 
 
 @cache
