@@ -6,7 +6,8 @@ For each template size (32x32 and 128x128) on the same float32 image (2048x2048
 by default: samples/camera.png tiled 4x4 with a little noise, so every tile
 differs), in one process:
 
-* time: median of --repeat runs (>= 5) after one untimed warm-up run, for
+* time: median of --repeat runs (>= 5, interleaved round-robin across the
+  methods so that load changes hit all alike) after one warm-up run, for
   convtool.match(method="zncc"), cv2.matchTemplate(TM_CCOEFF_NORMED) and
   skimage.feature.match_template (the same valid-placement output); the
   ratios convtool/cv2 and convtool/skimage (targets: <= 1.0 and <= 0.5);
@@ -38,6 +39,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "camera.png"
 TEMPLATES = (32, 128)
+#: convtool-fft32 is match(..., algorithm="fft32"): a float32 FFT, faster, OpenCV-like rounding
+NAMES = ("convtool", "convtool-fft32", "cv2", "skimage")
 
 
 def make_image(size: int) -> np.ndarray:
@@ -79,6 +82,10 @@ def runner(name: str):
         import convtool
 
         return lambda img, t: convtool.match(img, t, "zncc")
+    if name == "convtool-fft32":
+        import convtool
+
+        return lambda img, t: convtool.match(img, t, "zncc", algorithm="fft32")
     if name == "cv2":
         import cv2
 
@@ -90,14 +97,21 @@ def runner(name: str):
     raise ValueError(name)
 
 
-def timed(fn, img, t, repeat: int) -> tuple[float, np.ndarray]:
-    out = fn(img, t)  # warm-up (Numba cache load, FFT plan caches)
-    times = []
+def timed_round_robin(fns: dict, img, t, repeat: int) -> dict:
+    """Median seconds and output of each function, the runs interleaved.
+
+    One untimed warm-up call each (Numba cache load, FFT plan caches), then
+    ``repeat`` rounds of one call per function, so that a change in machine
+    load affects every method alike (the ratios are what this reports).
+    """
+    outs = {name: fn(img, t) for name, fn in fns.items()}
+    times: dict = {name: [] for name in fns}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn(img, t)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            outs[name] = fn(img, t)
+            times[name].append(time.perf_counter() - t0)
+    return {name: (statistics.median(times[name]), outs[name]) for name in fns}
 
 
 def _status_kib(field: str) -> int:
@@ -183,18 +197,16 @@ def main() -> None:
         f"numba threads {numba.get_num_threads()}"
     )
     header = (
-        f"{'template':>9} {'method':>9} {'median ms':>10} {'vs cv2':>7} {'vs skimage':>10} "
+        f"{'template':>9} {'method':>14} {'median ms':>10} {'vs cv2':>7} {'vs skimage':>10} "
         f"{'max|diff| cv2':>14} {'max|diff| f64':>14} {'peak RSS':>9} {'numpy peak':>10}"
     )
     print(header)
     print("-" * len(header))
     for k in TEMPLATES:
         t = template_of(img, k)
-        results = {}
-        for name in ("convtool", "cv2", "skimage"):
-            results[name] = timed(runner(name), img, t, repeat)
+        results = timed_round_robin({name: runner(name) for name in NAMES}, img, t, repeat)
         exact = exact_zncc(img, t)
-        for name in ("convtool", "cv2", "skimage"):
+        for name in NAMES:
             sec, out = results[name]
             diff_cv2 = float(np.abs(out.astype(np.float64) - results["cv2"][1]).max())
             diff = float(np.abs(out.astype(np.float64) - exact).max())
@@ -206,7 +218,7 @@ def main() -> None:
             rss = mem["rss"] / image_bytes
             traced = mem["traced"] / image_bytes if name != "cv2" else float("nan")
             print(
-                f"{k:>4}x{k:<4} {name:>9} {sec * 1e3:>10.1f} "
+                f"{k:>4}x{k:<4} {name:>14} {sec * 1e3:>10.1f} "
                 f"{sec / results['cv2'][0]:>7.2f} {sec / results['skimage'][0]:>10.2f} "
                 f"{diff_cv2:>14.2e} {diff:>14.2e} {rss:>8.2f}x {traced:>9.2f}x"
             )
