@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .conv_taps import acc1, set1, taps_acc, taps_set
+from .conv_taps import acc1, set1, taps3, taps_acc, taps_set
 
 #: Pad-mode codes (same order as convtool.modes.PAD_MODES).
 CONSTANT, REPLICATE, REFLECT, SYMMETRIC, WRAP, VALID = range(6)
@@ -99,16 +99,27 @@ def direct(img, nch, w, rmap, cmap, cval, lo, hi, dil, out):
             first = True
             outside = False
             extra = np.float32(0.0)
-            for a in range(kh):
+            a = 0
+            while a < kh:
                 r = rmap[i, a]
                 if r < 0:
                     outside = True
                     extra += rowsum[a] * cval
-                elif first:
+                    a += 1
+                    continue
+                if a + 2 < kh and rmap[i, a + 1] >= 0 and rmap[i, a + 2] >= 0:
+                    r1 = rmap[i, a + 1]
+                    r2 = rmap[i, a + 2]
+                    taps3(img[r], img[r1], img[r2], step, w[a : a + 3], inner, n, first)
+                    first = False
+                    a += 3
+                    continue
+                if first:
                     taps_set(img[r], step, w[a], inner, n)
                     first = False
                 else:
                     taps_acc(img[r], step, w[a], inner, n)
+                a += 1
             if first:
                 for k in range(n):
                     inner[k] = extra

@@ -5,7 +5,8 @@
 (Callers pass ``src[offset:]`` for an offset: a constant argument would make
 Numba compile a separate literal-typed specialisation.)
 ``src`` may be float32, uint8 or uint16 (read as float32); ``out`` is float32.
-``taps_acc`` / ``taps_set`` handle any tap count by chunks of at most 9.
+``acc3r{K}`` / ``set3r{K}`` do the same for three source rows in one pass.
+``taps_acc`` / ``taps_set`` / ``taps3`` handle any tap count by chunks of <= 9.
 """
 
 from numba import njit
@@ -387,6 +388,988 @@ def set9(src, step, wr, out, n):
 
 
 @njit(cache=True, fastmath=_FM)
+def acc3r1(r0, r1, r2, step, w, out, n):
+    w00 = w[0, 0]
+    w10 = w[1, 0]
+    w20 = w[2, 0]
+    s00 = r0[:n]
+    s10 = r1[:n]
+    s20 = r2[:n]
+    for i in range(n):
+        out[i] += (w00 * float32(s00[i])) + (w10 * float32(s10[i])) + (w20 * float32(s20[i]))
+
+
+@njit(cache=True, fastmath=_FM)
+def acc3r2(r0, r1, r2, step, w, out, n):
+    w00 = w[0, 0]
+    w01 = w[0, 1]
+    w10 = w[1, 0]
+    w11 = w[1, 1]
+    w20 = w[2, 0]
+    w21 = w[2, 1]
+    s00 = r0[:n]
+    s01 = r0[step : step + n]
+    s10 = r1[:n]
+    s11 = r1[step : step + n]
+    s20 = r2[:n]
+    s21 = r2[step : step + n]
+    for i in range(n):
+        out[i] += (
+            (w00 * float32(s00[i]) + w01 * float32(s01[i]))
+            + (w10 * float32(s10[i]) + w11 * float32(s11[i]))
+            + (w20 * float32(s20[i]) + w21 * float32(s21[i]))
+        )
+
+
+@njit(cache=True, fastmath=_FM)
+def acc3r3(r0, r1, r2, step, w, out, n):
+    w00 = w[0, 0]
+    w01 = w[0, 1]
+    w02 = w[0, 2]
+    w10 = w[1, 0]
+    w11 = w[1, 1]
+    w12 = w[1, 2]
+    w20 = w[2, 0]
+    w21 = w[2, 1]
+    w22 = w[2, 2]
+    s00 = r0[:n]
+    s01 = r0[step : step + n]
+    s02 = r0[2 * step : 2 * step + n]
+    s10 = r1[:n]
+    s11 = r1[step : step + n]
+    s12 = r1[2 * step : 2 * step + n]
+    s20 = r2[:n]
+    s21 = r2[step : step + n]
+    s22 = r2[2 * step : 2 * step + n]
+    for i in range(n):
+        out[i] += (
+            (w00 * float32(s00[i]) + w01 * float32(s01[i]) + w02 * float32(s02[i]))
+            + (w10 * float32(s10[i]) + w11 * float32(s11[i]) + w12 * float32(s12[i]))
+            + (w20 * float32(s20[i]) + w21 * float32(s21[i]) + w22 * float32(s22[i]))
+        )
+
+
+@njit(cache=True, fastmath=_FM)
+def acc3r4(r0, r1, r2, step, w, out, n):
+    w00 = w[0, 0]
+    w01 = w[0, 1]
+    w02 = w[0, 2]
+    w03 = w[0, 3]
+    w10 = w[1, 0]
+    w11 = w[1, 1]
+    w12 = w[1, 2]
+    w13 = w[1, 3]
+    w20 = w[2, 0]
+    w21 = w[2, 1]
+    w22 = w[2, 2]
+    w23 = w[2, 3]
+    s00 = r0[:n]
+    s01 = r0[step : step + n]
+    s02 = r0[2 * step : 2 * step + n]
+    s03 = r0[3 * step : 3 * step + n]
+    s10 = r1[:n]
+    s11 = r1[step : step + n]
+    s12 = r1[2 * step : 2 * step + n]
+    s13 = r1[3 * step : 3 * step + n]
+    s20 = r2[:n]
+    s21 = r2[step : step + n]
+    s22 = r2[2 * step : 2 * step + n]
+    s23 = r2[3 * step : 3 * step + n]
+    for i in range(n):
+        out[i] += (
+            (
+                w00 * float32(s00[i])
+                + w01 * float32(s01[i])
+                + w02 * float32(s02[i])
+                + w03 * float32(s03[i])
+            )
+            + (
+                w10 * float32(s10[i])
+                + w11 * float32(s11[i])
+                + w12 * float32(s12[i])
+                + w13 * float32(s13[i])
+            )
+            + (
+                w20 * float32(s20[i])
+                + w21 * float32(s21[i])
+                + w22 * float32(s22[i])
+                + w23 * float32(s23[i])
+            )
+        )
+
+
+@njit(cache=True, fastmath=_FM)
+def acc3r5(r0, r1, r2, step, w, out, n):
+    w00 = w[0, 0]
+    w01 = w[0, 1]
+    w02 = w[0, 2]
+    w03 = w[0, 3]
+    w04 = w[0, 4]
+    w10 = w[1, 0]
+    w11 = w[1, 1]
+    w12 = w[1, 2]
+    w13 = w[1, 3]
+    w14 = w[1, 4]
+    w20 = w[2, 0]
+    w21 = w[2, 1]
+    w22 = w[2, 2]
+    w23 = w[2, 3]
+    w24 = w[2, 4]
+    s00 = r0[:n]
+    s01 = r0[step : step + n]
+    s02 = r0[2 * step : 2 * step + n]
+    s03 = r0[3 * step : 3 * step + n]
+    s04 = r0[4 * step : 4 * step + n]
+    s10 = r1[:n]
+    s11 = r1[step : step + n]
+    s12 = r1[2 * step : 2 * step + n]
+    s13 = r1[3 * step : 3 * step + n]
+    s14 = r1[4 * step : 4 * step + n]
+    s20 = r2[:n]
+    s21 = r2[step : step + n]
+    s22 = r2[2 * step : 2 * step + n]
+    s23 = r2[3 * step : 3 * step + n]
+    s24 = r2[4 * step : 4 * step + n]
+    for i in range(n):
+        out[i] += (
+            (
+                w00 * float32(s00[i])
+                + w01 * float32(s01[i])
+                + w02 * float32(s02[i])
+                + w03 * float32(s03[i])
+                + w04 * float32(s04[i])
+            )
+            + (
+                w10 * float32(s10[i])
+                + w11 * float32(s11[i])
+                + w12 * float32(s12[i])
+                + w13 * float32(s13[i])
+                + w14 * float32(s14[i])
+            )
+            + (
+                w20 * float32(s20[i])
+                + w21 * float32(s21[i])
+                + w22 * float32(s22[i])
+                + w23 * float32(s23[i])
+                + w24 * float32(s24[i])
+            )
+        )
+
+
+@njit(cache=True, fastmath=_FM)
+def acc3r6(r0, r1, r2, step, w, out, n):
+    w00 = w[0, 0]
+    w01 = w[0, 1]
+    w02 = w[0, 2]
+    w03 = w[0, 3]
+    w04 = w[0, 4]
+    w05 = w[0, 5]
+    w10 = w[1, 0]
+    w11 = w[1, 1]
+    w12 = w[1, 2]
+    w13 = w[1, 3]
+    w14 = w[1, 4]
+    w15 = w[1, 5]
+    w20 = w[2, 0]
+    w21 = w[2, 1]
+    w22 = w[2, 2]
+    w23 = w[2, 3]
+    w24 = w[2, 4]
+    w25 = w[2, 5]
+    s00 = r0[:n]
+    s01 = r0[step : step + n]
+    s02 = r0[2 * step : 2 * step + n]
+    s03 = r0[3 * step : 3 * step + n]
+    s04 = r0[4 * step : 4 * step + n]
+    s05 = r0[5 * step : 5 * step + n]
+    s10 = r1[:n]
+    s11 = r1[step : step + n]
+    s12 = r1[2 * step : 2 * step + n]
+    s13 = r1[3 * step : 3 * step + n]
+    s14 = r1[4 * step : 4 * step + n]
+    s15 = r1[5 * step : 5 * step + n]
+    s20 = r2[:n]
+    s21 = r2[step : step + n]
+    s22 = r2[2 * step : 2 * step + n]
+    s23 = r2[3 * step : 3 * step + n]
+    s24 = r2[4 * step : 4 * step + n]
+    s25 = r2[5 * step : 5 * step + n]
+    for i in range(n):
+        out[i] += (
+            (
+                w00 * float32(s00[i])
+                + w01 * float32(s01[i])
+                + w02 * float32(s02[i])
+                + w03 * float32(s03[i])
+                + w04 * float32(s04[i])
+                + w05 * float32(s05[i])
+            )
+            + (
+                w10 * float32(s10[i])
+                + w11 * float32(s11[i])
+                + w12 * float32(s12[i])
+                + w13 * float32(s13[i])
+                + w14 * float32(s14[i])
+                + w15 * float32(s15[i])
+            )
+            + (
+                w20 * float32(s20[i])
+                + w21 * float32(s21[i])
+                + w22 * float32(s22[i])
+                + w23 * float32(s23[i])
+                + w24 * float32(s24[i])
+                + w25 * float32(s25[i])
+            )
+        )
+
+
+@njit(cache=True, fastmath=_FM)
+def acc3r7(r0, r1, r2, step, w, out, n):
+    w00 = w[0, 0]
+    w01 = w[0, 1]
+    w02 = w[0, 2]
+    w03 = w[0, 3]
+    w04 = w[0, 4]
+    w05 = w[0, 5]
+    w06 = w[0, 6]
+    w10 = w[1, 0]
+    w11 = w[1, 1]
+    w12 = w[1, 2]
+    w13 = w[1, 3]
+    w14 = w[1, 4]
+    w15 = w[1, 5]
+    w16 = w[1, 6]
+    w20 = w[2, 0]
+    w21 = w[2, 1]
+    w22 = w[2, 2]
+    w23 = w[2, 3]
+    w24 = w[2, 4]
+    w25 = w[2, 5]
+    w26 = w[2, 6]
+    s00 = r0[:n]
+    s01 = r0[step : step + n]
+    s02 = r0[2 * step : 2 * step + n]
+    s03 = r0[3 * step : 3 * step + n]
+    s04 = r0[4 * step : 4 * step + n]
+    s05 = r0[5 * step : 5 * step + n]
+    s06 = r0[6 * step : 6 * step + n]
+    s10 = r1[:n]
+    s11 = r1[step : step + n]
+    s12 = r1[2 * step : 2 * step + n]
+    s13 = r1[3 * step : 3 * step + n]
+    s14 = r1[4 * step : 4 * step + n]
+    s15 = r1[5 * step : 5 * step + n]
+    s16 = r1[6 * step : 6 * step + n]
+    s20 = r2[:n]
+    s21 = r2[step : step + n]
+    s22 = r2[2 * step : 2 * step + n]
+    s23 = r2[3 * step : 3 * step + n]
+    s24 = r2[4 * step : 4 * step + n]
+    s25 = r2[5 * step : 5 * step + n]
+    s26 = r2[6 * step : 6 * step + n]
+    for i in range(n):
+        out[i] += (
+            (
+                w00 * float32(s00[i])
+                + w01 * float32(s01[i])
+                + w02 * float32(s02[i])
+                + w03 * float32(s03[i])
+                + w04 * float32(s04[i])
+                + w05 * float32(s05[i])
+                + w06 * float32(s06[i])
+            )
+            + (
+                w10 * float32(s10[i])
+                + w11 * float32(s11[i])
+                + w12 * float32(s12[i])
+                + w13 * float32(s13[i])
+                + w14 * float32(s14[i])
+                + w15 * float32(s15[i])
+                + w16 * float32(s16[i])
+            )
+            + (
+                w20 * float32(s20[i])
+                + w21 * float32(s21[i])
+                + w22 * float32(s22[i])
+                + w23 * float32(s23[i])
+                + w24 * float32(s24[i])
+                + w25 * float32(s25[i])
+                + w26 * float32(s26[i])
+            )
+        )
+
+
+@njit(cache=True, fastmath=_FM)
+def acc3r8(r0, r1, r2, step, w, out, n):
+    w00 = w[0, 0]
+    w01 = w[0, 1]
+    w02 = w[0, 2]
+    w03 = w[0, 3]
+    w04 = w[0, 4]
+    w05 = w[0, 5]
+    w06 = w[0, 6]
+    w07 = w[0, 7]
+    w10 = w[1, 0]
+    w11 = w[1, 1]
+    w12 = w[1, 2]
+    w13 = w[1, 3]
+    w14 = w[1, 4]
+    w15 = w[1, 5]
+    w16 = w[1, 6]
+    w17 = w[1, 7]
+    w20 = w[2, 0]
+    w21 = w[2, 1]
+    w22 = w[2, 2]
+    w23 = w[2, 3]
+    w24 = w[2, 4]
+    w25 = w[2, 5]
+    w26 = w[2, 6]
+    w27 = w[2, 7]
+    s00 = r0[:n]
+    s01 = r0[step : step + n]
+    s02 = r0[2 * step : 2 * step + n]
+    s03 = r0[3 * step : 3 * step + n]
+    s04 = r0[4 * step : 4 * step + n]
+    s05 = r0[5 * step : 5 * step + n]
+    s06 = r0[6 * step : 6 * step + n]
+    s07 = r0[7 * step : 7 * step + n]
+    s10 = r1[:n]
+    s11 = r1[step : step + n]
+    s12 = r1[2 * step : 2 * step + n]
+    s13 = r1[3 * step : 3 * step + n]
+    s14 = r1[4 * step : 4 * step + n]
+    s15 = r1[5 * step : 5 * step + n]
+    s16 = r1[6 * step : 6 * step + n]
+    s17 = r1[7 * step : 7 * step + n]
+    s20 = r2[:n]
+    s21 = r2[step : step + n]
+    s22 = r2[2 * step : 2 * step + n]
+    s23 = r2[3 * step : 3 * step + n]
+    s24 = r2[4 * step : 4 * step + n]
+    s25 = r2[5 * step : 5 * step + n]
+    s26 = r2[6 * step : 6 * step + n]
+    s27 = r2[7 * step : 7 * step + n]
+    for i in range(n):
+        out[i] += (
+            (
+                w00 * float32(s00[i])
+                + w01 * float32(s01[i])
+                + w02 * float32(s02[i])
+                + w03 * float32(s03[i])
+                + w04 * float32(s04[i])
+                + w05 * float32(s05[i])
+                + w06 * float32(s06[i])
+                + w07 * float32(s07[i])
+            )
+            + (
+                w10 * float32(s10[i])
+                + w11 * float32(s11[i])
+                + w12 * float32(s12[i])
+                + w13 * float32(s13[i])
+                + w14 * float32(s14[i])
+                + w15 * float32(s15[i])
+                + w16 * float32(s16[i])
+                + w17 * float32(s17[i])
+            )
+            + (
+                w20 * float32(s20[i])
+                + w21 * float32(s21[i])
+                + w22 * float32(s22[i])
+                + w23 * float32(s23[i])
+                + w24 * float32(s24[i])
+                + w25 * float32(s25[i])
+                + w26 * float32(s26[i])
+                + w27 * float32(s27[i])
+            )
+        )
+
+
+@njit(cache=True, fastmath=_FM)
+def acc3r9(r0, r1, r2, step, w, out, n):
+    w00 = w[0, 0]
+    w01 = w[0, 1]
+    w02 = w[0, 2]
+    w03 = w[0, 3]
+    w04 = w[0, 4]
+    w05 = w[0, 5]
+    w06 = w[0, 6]
+    w07 = w[0, 7]
+    w08 = w[0, 8]
+    w10 = w[1, 0]
+    w11 = w[1, 1]
+    w12 = w[1, 2]
+    w13 = w[1, 3]
+    w14 = w[1, 4]
+    w15 = w[1, 5]
+    w16 = w[1, 6]
+    w17 = w[1, 7]
+    w18 = w[1, 8]
+    w20 = w[2, 0]
+    w21 = w[2, 1]
+    w22 = w[2, 2]
+    w23 = w[2, 3]
+    w24 = w[2, 4]
+    w25 = w[2, 5]
+    w26 = w[2, 6]
+    w27 = w[2, 7]
+    w28 = w[2, 8]
+    s00 = r0[:n]
+    s01 = r0[step : step + n]
+    s02 = r0[2 * step : 2 * step + n]
+    s03 = r0[3 * step : 3 * step + n]
+    s04 = r0[4 * step : 4 * step + n]
+    s05 = r0[5 * step : 5 * step + n]
+    s06 = r0[6 * step : 6 * step + n]
+    s07 = r0[7 * step : 7 * step + n]
+    s08 = r0[8 * step : 8 * step + n]
+    s10 = r1[:n]
+    s11 = r1[step : step + n]
+    s12 = r1[2 * step : 2 * step + n]
+    s13 = r1[3 * step : 3 * step + n]
+    s14 = r1[4 * step : 4 * step + n]
+    s15 = r1[5 * step : 5 * step + n]
+    s16 = r1[6 * step : 6 * step + n]
+    s17 = r1[7 * step : 7 * step + n]
+    s18 = r1[8 * step : 8 * step + n]
+    s20 = r2[:n]
+    s21 = r2[step : step + n]
+    s22 = r2[2 * step : 2 * step + n]
+    s23 = r2[3 * step : 3 * step + n]
+    s24 = r2[4 * step : 4 * step + n]
+    s25 = r2[5 * step : 5 * step + n]
+    s26 = r2[6 * step : 6 * step + n]
+    s27 = r2[7 * step : 7 * step + n]
+    s28 = r2[8 * step : 8 * step + n]
+    for i in range(n):
+        out[i] += (
+            (
+                w00 * float32(s00[i])
+                + w01 * float32(s01[i])
+                + w02 * float32(s02[i])
+                + w03 * float32(s03[i])
+                + w04 * float32(s04[i])
+                + w05 * float32(s05[i])
+                + w06 * float32(s06[i])
+                + w07 * float32(s07[i])
+                + w08 * float32(s08[i])
+            )
+            + (
+                w10 * float32(s10[i])
+                + w11 * float32(s11[i])
+                + w12 * float32(s12[i])
+                + w13 * float32(s13[i])
+                + w14 * float32(s14[i])
+                + w15 * float32(s15[i])
+                + w16 * float32(s16[i])
+                + w17 * float32(s17[i])
+                + w18 * float32(s18[i])
+            )
+            + (
+                w20 * float32(s20[i])
+                + w21 * float32(s21[i])
+                + w22 * float32(s22[i])
+                + w23 * float32(s23[i])
+                + w24 * float32(s24[i])
+                + w25 * float32(s25[i])
+                + w26 * float32(s26[i])
+                + w27 * float32(s27[i])
+                + w28 * float32(s28[i])
+            )
+        )
+
+
+@njit(cache=True, fastmath=_FM)
+def set3r1(r0, r1, r2, step, w, out, n):
+    w00 = w[0, 0]
+    w10 = w[1, 0]
+    w20 = w[2, 0]
+    s00 = r0[:n]
+    s10 = r1[:n]
+    s20 = r2[:n]
+    for i in range(n):
+        out[i] = (w00 * float32(s00[i])) + (w10 * float32(s10[i])) + (w20 * float32(s20[i]))
+
+
+@njit(cache=True, fastmath=_FM)
+def set3r2(r0, r1, r2, step, w, out, n):
+    w00 = w[0, 0]
+    w01 = w[0, 1]
+    w10 = w[1, 0]
+    w11 = w[1, 1]
+    w20 = w[2, 0]
+    w21 = w[2, 1]
+    s00 = r0[:n]
+    s01 = r0[step : step + n]
+    s10 = r1[:n]
+    s11 = r1[step : step + n]
+    s20 = r2[:n]
+    s21 = r2[step : step + n]
+    for i in range(n):
+        out[i] = (
+            (w00 * float32(s00[i]) + w01 * float32(s01[i]))
+            + (w10 * float32(s10[i]) + w11 * float32(s11[i]))
+            + (w20 * float32(s20[i]) + w21 * float32(s21[i]))
+        )
+
+
+@njit(cache=True, fastmath=_FM)
+def set3r3(r0, r1, r2, step, w, out, n):
+    w00 = w[0, 0]
+    w01 = w[0, 1]
+    w02 = w[0, 2]
+    w10 = w[1, 0]
+    w11 = w[1, 1]
+    w12 = w[1, 2]
+    w20 = w[2, 0]
+    w21 = w[2, 1]
+    w22 = w[2, 2]
+    s00 = r0[:n]
+    s01 = r0[step : step + n]
+    s02 = r0[2 * step : 2 * step + n]
+    s10 = r1[:n]
+    s11 = r1[step : step + n]
+    s12 = r1[2 * step : 2 * step + n]
+    s20 = r2[:n]
+    s21 = r2[step : step + n]
+    s22 = r2[2 * step : 2 * step + n]
+    for i in range(n):
+        out[i] = (
+            (w00 * float32(s00[i]) + w01 * float32(s01[i]) + w02 * float32(s02[i]))
+            + (w10 * float32(s10[i]) + w11 * float32(s11[i]) + w12 * float32(s12[i]))
+            + (w20 * float32(s20[i]) + w21 * float32(s21[i]) + w22 * float32(s22[i]))
+        )
+
+
+@njit(cache=True, fastmath=_FM)
+def set3r4(r0, r1, r2, step, w, out, n):
+    w00 = w[0, 0]
+    w01 = w[0, 1]
+    w02 = w[0, 2]
+    w03 = w[0, 3]
+    w10 = w[1, 0]
+    w11 = w[1, 1]
+    w12 = w[1, 2]
+    w13 = w[1, 3]
+    w20 = w[2, 0]
+    w21 = w[2, 1]
+    w22 = w[2, 2]
+    w23 = w[2, 3]
+    s00 = r0[:n]
+    s01 = r0[step : step + n]
+    s02 = r0[2 * step : 2 * step + n]
+    s03 = r0[3 * step : 3 * step + n]
+    s10 = r1[:n]
+    s11 = r1[step : step + n]
+    s12 = r1[2 * step : 2 * step + n]
+    s13 = r1[3 * step : 3 * step + n]
+    s20 = r2[:n]
+    s21 = r2[step : step + n]
+    s22 = r2[2 * step : 2 * step + n]
+    s23 = r2[3 * step : 3 * step + n]
+    for i in range(n):
+        out[i] = (
+            (
+                w00 * float32(s00[i])
+                + w01 * float32(s01[i])
+                + w02 * float32(s02[i])
+                + w03 * float32(s03[i])
+            )
+            + (
+                w10 * float32(s10[i])
+                + w11 * float32(s11[i])
+                + w12 * float32(s12[i])
+                + w13 * float32(s13[i])
+            )
+            + (
+                w20 * float32(s20[i])
+                + w21 * float32(s21[i])
+                + w22 * float32(s22[i])
+                + w23 * float32(s23[i])
+            )
+        )
+
+
+@njit(cache=True, fastmath=_FM)
+def set3r5(r0, r1, r2, step, w, out, n):
+    w00 = w[0, 0]
+    w01 = w[0, 1]
+    w02 = w[0, 2]
+    w03 = w[0, 3]
+    w04 = w[0, 4]
+    w10 = w[1, 0]
+    w11 = w[1, 1]
+    w12 = w[1, 2]
+    w13 = w[1, 3]
+    w14 = w[1, 4]
+    w20 = w[2, 0]
+    w21 = w[2, 1]
+    w22 = w[2, 2]
+    w23 = w[2, 3]
+    w24 = w[2, 4]
+    s00 = r0[:n]
+    s01 = r0[step : step + n]
+    s02 = r0[2 * step : 2 * step + n]
+    s03 = r0[3 * step : 3 * step + n]
+    s04 = r0[4 * step : 4 * step + n]
+    s10 = r1[:n]
+    s11 = r1[step : step + n]
+    s12 = r1[2 * step : 2 * step + n]
+    s13 = r1[3 * step : 3 * step + n]
+    s14 = r1[4 * step : 4 * step + n]
+    s20 = r2[:n]
+    s21 = r2[step : step + n]
+    s22 = r2[2 * step : 2 * step + n]
+    s23 = r2[3 * step : 3 * step + n]
+    s24 = r2[4 * step : 4 * step + n]
+    for i in range(n):
+        out[i] = (
+            (
+                w00 * float32(s00[i])
+                + w01 * float32(s01[i])
+                + w02 * float32(s02[i])
+                + w03 * float32(s03[i])
+                + w04 * float32(s04[i])
+            )
+            + (
+                w10 * float32(s10[i])
+                + w11 * float32(s11[i])
+                + w12 * float32(s12[i])
+                + w13 * float32(s13[i])
+                + w14 * float32(s14[i])
+            )
+            + (
+                w20 * float32(s20[i])
+                + w21 * float32(s21[i])
+                + w22 * float32(s22[i])
+                + w23 * float32(s23[i])
+                + w24 * float32(s24[i])
+            )
+        )
+
+
+@njit(cache=True, fastmath=_FM)
+def set3r6(r0, r1, r2, step, w, out, n):
+    w00 = w[0, 0]
+    w01 = w[0, 1]
+    w02 = w[0, 2]
+    w03 = w[0, 3]
+    w04 = w[0, 4]
+    w05 = w[0, 5]
+    w10 = w[1, 0]
+    w11 = w[1, 1]
+    w12 = w[1, 2]
+    w13 = w[1, 3]
+    w14 = w[1, 4]
+    w15 = w[1, 5]
+    w20 = w[2, 0]
+    w21 = w[2, 1]
+    w22 = w[2, 2]
+    w23 = w[2, 3]
+    w24 = w[2, 4]
+    w25 = w[2, 5]
+    s00 = r0[:n]
+    s01 = r0[step : step + n]
+    s02 = r0[2 * step : 2 * step + n]
+    s03 = r0[3 * step : 3 * step + n]
+    s04 = r0[4 * step : 4 * step + n]
+    s05 = r0[5 * step : 5 * step + n]
+    s10 = r1[:n]
+    s11 = r1[step : step + n]
+    s12 = r1[2 * step : 2 * step + n]
+    s13 = r1[3 * step : 3 * step + n]
+    s14 = r1[4 * step : 4 * step + n]
+    s15 = r1[5 * step : 5 * step + n]
+    s20 = r2[:n]
+    s21 = r2[step : step + n]
+    s22 = r2[2 * step : 2 * step + n]
+    s23 = r2[3 * step : 3 * step + n]
+    s24 = r2[4 * step : 4 * step + n]
+    s25 = r2[5 * step : 5 * step + n]
+    for i in range(n):
+        out[i] = (
+            (
+                w00 * float32(s00[i])
+                + w01 * float32(s01[i])
+                + w02 * float32(s02[i])
+                + w03 * float32(s03[i])
+                + w04 * float32(s04[i])
+                + w05 * float32(s05[i])
+            )
+            + (
+                w10 * float32(s10[i])
+                + w11 * float32(s11[i])
+                + w12 * float32(s12[i])
+                + w13 * float32(s13[i])
+                + w14 * float32(s14[i])
+                + w15 * float32(s15[i])
+            )
+            + (
+                w20 * float32(s20[i])
+                + w21 * float32(s21[i])
+                + w22 * float32(s22[i])
+                + w23 * float32(s23[i])
+                + w24 * float32(s24[i])
+                + w25 * float32(s25[i])
+            )
+        )
+
+
+@njit(cache=True, fastmath=_FM)
+def set3r7(r0, r1, r2, step, w, out, n):
+    w00 = w[0, 0]
+    w01 = w[0, 1]
+    w02 = w[0, 2]
+    w03 = w[0, 3]
+    w04 = w[0, 4]
+    w05 = w[0, 5]
+    w06 = w[0, 6]
+    w10 = w[1, 0]
+    w11 = w[1, 1]
+    w12 = w[1, 2]
+    w13 = w[1, 3]
+    w14 = w[1, 4]
+    w15 = w[1, 5]
+    w16 = w[1, 6]
+    w20 = w[2, 0]
+    w21 = w[2, 1]
+    w22 = w[2, 2]
+    w23 = w[2, 3]
+    w24 = w[2, 4]
+    w25 = w[2, 5]
+    w26 = w[2, 6]
+    s00 = r0[:n]
+    s01 = r0[step : step + n]
+    s02 = r0[2 * step : 2 * step + n]
+    s03 = r0[3 * step : 3 * step + n]
+    s04 = r0[4 * step : 4 * step + n]
+    s05 = r0[5 * step : 5 * step + n]
+    s06 = r0[6 * step : 6 * step + n]
+    s10 = r1[:n]
+    s11 = r1[step : step + n]
+    s12 = r1[2 * step : 2 * step + n]
+    s13 = r1[3 * step : 3 * step + n]
+    s14 = r1[4 * step : 4 * step + n]
+    s15 = r1[5 * step : 5 * step + n]
+    s16 = r1[6 * step : 6 * step + n]
+    s20 = r2[:n]
+    s21 = r2[step : step + n]
+    s22 = r2[2 * step : 2 * step + n]
+    s23 = r2[3 * step : 3 * step + n]
+    s24 = r2[4 * step : 4 * step + n]
+    s25 = r2[5 * step : 5 * step + n]
+    s26 = r2[6 * step : 6 * step + n]
+    for i in range(n):
+        out[i] = (
+            (
+                w00 * float32(s00[i])
+                + w01 * float32(s01[i])
+                + w02 * float32(s02[i])
+                + w03 * float32(s03[i])
+                + w04 * float32(s04[i])
+                + w05 * float32(s05[i])
+                + w06 * float32(s06[i])
+            )
+            + (
+                w10 * float32(s10[i])
+                + w11 * float32(s11[i])
+                + w12 * float32(s12[i])
+                + w13 * float32(s13[i])
+                + w14 * float32(s14[i])
+                + w15 * float32(s15[i])
+                + w16 * float32(s16[i])
+            )
+            + (
+                w20 * float32(s20[i])
+                + w21 * float32(s21[i])
+                + w22 * float32(s22[i])
+                + w23 * float32(s23[i])
+                + w24 * float32(s24[i])
+                + w25 * float32(s25[i])
+                + w26 * float32(s26[i])
+            )
+        )
+
+
+@njit(cache=True, fastmath=_FM)
+def set3r8(r0, r1, r2, step, w, out, n):
+    w00 = w[0, 0]
+    w01 = w[0, 1]
+    w02 = w[0, 2]
+    w03 = w[0, 3]
+    w04 = w[0, 4]
+    w05 = w[0, 5]
+    w06 = w[0, 6]
+    w07 = w[0, 7]
+    w10 = w[1, 0]
+    w11 = w[1, 1]
+    w12 = w[1, 2]
+    w13 = w[1, 3]
+    w14 = w[1, 4]
+    w15 = w[1, 5]
+    w16 = w[1, 6]
+    w17 = w[1, 7]
+    w20 = w[2, 0]
+    w21 = w[2, 1]
+    w22 = w[2, 2]
+    w23 = w[2, 3]
+    w24 = w[2, 4]
+    w25 = w[2, 5]
+    w26 = w[2, 6]
+    w27 = w[2, 7]
+    s00 = r0[:n]
+    s01 = r0[step : step + n]
+    s02 = r0[2 * step : 2 * step + n]
+    s03 = r0[3 * step : 3 * step + n]
+    s04 = r0[4 * step : 4 * step + n]
+    s05 = r0[5 * step : 5 * step + n]
+    s06 = r0[6 * step : 6 * step + n]
+    s07 = r0[7 * step : 7 * step + n]
+    s10 = r1[:n]
+    s11 = r1[step : step + n]
+    s12 = r1[2 * step : 2 * step + n]
+    s13 = r1[3 * step : 3 * step + n]
+    s14 = r1[4 * step : 4 * step + n]
+    s15 = r1[5 * step : 5 * step + n]
+    s16 = r1[6 * step : 6 * step + n]
+    s17 = r1[7 * step : 7 * step + n]
+    s20 = r2[:n]
+    s21 = r2[step : step + n]
+    s22 = r2[2 * step : 2 * step + n]
+    s23 = r2[3 * step : 3 * step + n]
+    s24 = r2[4 * step : 4 * step + n]
+    s25 = r2[5 * step : 5 * step + n]
+    s26 = r2[6 * step : 6 * step + n]
+    s27 = r2[7 * step : 7 * step + n]
+    for i in range(n):
+        out[i] = (
+            (
+                w00 * float32(s00[i])
+                + w01 * float32(s01[i])
+                + w02 * float32(s02[i])
+                + w03 * float32(s03[i])
+                + w04 * float32(s04[i])
+                + w05 * float32(s05[i])
+                + w06 * float32(s06[i])
+                + w07 * float32(s07[i])
+            )
+            + (
+                w10 * float32(s10[i])
+                + w11 * float32(s11[i])
+                + w12 * float32(s12[i])
+                + w13 * float32(s13[i])
+                + w14 * float32(s14[i])
+                + w15 * float32(s15[i])
+                + w16 * float32(s16[i])
+                + w17 * float32(s17[i])
+            )
+            + (
+                w20 * float32(s20[i])
+                + w21 * float32(s21[i])
+                + w22 * float32(s22[i])
+                + w23 * float32(s23[i])
+                + w24 * float32(s24[i])
+                + w25 * float32(s25[i])
+                + w26 * float32(s26[i])
+                + w27 * float32(s27[i])
+            )
+        )
+
+
+@njit(cache=True, fastmath=_FM)
+def set3r9(r0, r1, r2, step, w, out, n):
+    w00 = w[0, 0]
+    w01 = w[0, 1]
+    w02 = w[0, 2]
+    w03 = w[0, 3]
+    w04 = w[0, 4]
+    w05 = w[0, 5]
+    w06 = w[0, 6]
+    w07 = w[0, 7]
+    w08 = w[0, 8]
+    w10 = w[1, 0]
+    w11 = w[1, 1]
+    w12 = w[1, 2]
+    w13 = w[1, 3]
+    w14 = w[1, 4]
+    w15 = w[1, 5]
+    w16 = w[1, 6]
+    w17 = w[1, 7]
+    w18 = w[1, 8]
+    w20 = w[2, 0]
+    w21 = w[2, 1]
+    w22 = w[2, 2]
+    w23 = w[2, 3]
+    w24 = w[2, 4]
+    w25 = w[2, 5]
+    w26 = w[2, 6]
+    w27 = w[2, 7]
+    w28 = w[2, 8]
+    s00 = r0[:n]
+    s01 = r0[step : step + n]
+    s02 = r0[2 * step : 2 * step + n]
+    s03 = r0[3 * step : 3 * step + n]
+    s04 = r0[4 * step : 4 * step + n]
+    s05 = r0[5 * step : 5 * step + n]
+    s06 = r0[6 * step : 6 * step + n]
+    s07 = r0[7 * step : 7 * step + n]
+    s08 = r0[8 * step : 8 * step + n]
+    s10 = r1[:n]
+    s11 = r1[step : step + n]
+    s12 = r1[2 * step : 2 * step + n]
+    s13 = r1[3 * step : 3 * step + n]
+    s14 = r1[4 * step : 4 * step + n]
+    s15 = r1[5 * step : 5 * step + n]
+    s16 = r1[6 * step : 6 * step + n]
+    s17 = r1[7 * step : 7 * step + n]
+    s18 = r1[8 * step : 8 * step + n]
+    s20 = r2[:n]
+    s21 = r2[step : step + n]
+    s22 = r2[2 * step : 2 * step + n]
+    s23 = r2[3 * step : 3 * step + n]
+    s24 = r2[4 * step : 4 * step + n]
+    s25 = r2[5 * step : 5 * step + n]
+    s26 = r2[6 * step : 6 * step + n]
+    s27 = r2[7 * step : 7 * step + n]
+    s28 = r2[8 * step : 8 * step + n]
+    for i in range(n):
+        out[i] = (
+            (
+                w00 * float32(s00[i])
+                + w01 * float32(s01[i])
+                + w02 * float32(s02[i])
+                + w03 * float32(s03[i])
+                + w04 * float32(s04[i])
+                + w05 * float32(s05[i])
+                + w06 * float32(s06[i])
+                + w07 * float32(s07[i])
+                + w08 * float32(s08[i])
+            )
+            + (
+                w10 * float32(s10[i])
+                + w11 * float32(s11[i])
+                + w12 * float32(s12[i])
+                + w13 * float32(s13[i])
+                + w14 * float32(s14[i])
+                + w15 * float32(s15[i])
+                + w16 * float32(s16[i])
+                + w17 * float32(s17[i])
+                + w18 * float32(s18[i])
+            )
+            + (
+                w20 * float32(s20[i])
+                + w21 * float32(s21[i])
+                + w22 * float32(s22[i])
+                + w23 * float32(s23[i])
+                + w24 * float32(s24[i])
+                + w25 * float32(s25[i])
+                + w26 * float32(s26[i])
+                + w27 * float32(s27[i])
+                + w28 * float32(s28[i])
+            )
+        )
+
+
+@njit(cache=True, fastmath=_FM)
 def taps_acc(src, step, wr, out, n):
     """``acc`` for any number of taps ``len(wr)``, in chunks of <= 9."""
     kw = wr.shape[0]
@@ -471,5 +1454,64 @@ def taps_set(src, step, wr, out, n):
                 set9(sub, step, w, out, n)
             else:
                 acc9(sub, step, w, out, n)
+        first = False
+        b0 += m
+
+
+@njit(cache=True, fastmath=_FM)
+def taps3(r0, r1, r2, step, w, out, n, first):
+    """Three rows ``w[0..2]`` over ``r0..r2``; stores if ``first``, else adds."""
+    kw = w.shape[1]
+    b0 = 0
+    while b0 < kw:
+        m = min(9, kw - b0)
+        o = b0 * step
+        s0, s1, s2 = r0[o:], r1[o:], r2[o:]
+        ww = w[:, b0 : b0 + m]
+        if m == 1:
+            if first:
+                set3r1(s0, s1, s2, step, ww, out, n)
+            else:
+                acc3r1(s0, s1, s2, step, ww, out, n)
+        elif m == 2:
+            if first:
+                set3r2(s0, s1, s2, step, ww, out, n)
+            else:
+                acc3r2(s0, s1, s2, step, ww, out, n)
+        elif m == 3:
+            if first:
+                set3r3(s0, s1, s2, step, ww, out, n)
+            else:
+                acc3r3(s0, s1, s2, step, ww, out, n)
+        elif m == 4:
+            if first:
+                set3r4(s0, s1, s2, step, ww, out, n)
+            else:
+                acc3r4(s0, s1, s2, step, ww, out, n)
+        elif m == 5:
+            if first:
+                set3r5(s0, s1, s2, step, ww, out, n)
+            else:
+                acc3r5(s0, s1, s2, step, ww, out, n)
+        elif m == 6:
+            if first:
+                set3r6(s0, s1, s2, step, ww, out, n)
+            else:
+                acc3r6(s0, s1, s2, step, ww, out, n)
+        elif m == 7:
+            if first:
+                set3r7(s0, s1, s2, step, ww, out, n)
+            else:
+                acc3r7(s0, s1, s2, step, ww, out, n)
+        elif m == 8:
+            if first:
+                set3r8(s0, s1, s2, step, ww, out, n)
+            else:
+                acc3r8(s0, s1, s2, step, ww, out, n)
+        elif m == 9:
+            if first:
+                set3r9(s0, s1, s2, step, ww, out, n)
+            else:
+                acc3r9(s0, s1, s2, step, ww, out, n)
         first = False
         b0 += m
