@@ -1062,9 +1062,15 @@ def _pool_maps(x: np.ndarray, spec: LayerSpec, out_shape: tuple[int, int, int]) 
         kwargs.update(size=o.pop("size"), stride=o.pop("stride"), pad=o.pop("pad"))
         kwargs["ceil"] = o.pop("ceil")
     kwargs.update(o)
-    hwc = np.ascontiguousarray(np.moveaxis(x, 0, -1)) if x.shape[0] > 1 else x[0]
-    out = np.asarray(pool(hwc, mode, **kwargs), dtype=np.float32)
-    out = out[None] if out.ndim == 2 else np.moveaxis(out, -1, 0)
+    # channel planes of a (C, H, W) array are contiguous: pool them one by one
+    # (an (H, W, C) copy would cost more than the pooling); a seed gives every
+    # channel its own stream, as one call on an (H, W, C) image would not
+    if "seed" in kwargs and mode in ("stochastic", "fractional"):
+        hwc = np.ascontiguousarray(np.moveaxis(x, 0, -1)) if x.shape[0] > 1 else x[0]
+        out = np.asarray(pool(hwc, mode, **kwargs), dtype=np.float32)
+        out = out[None] if out.ndim == 2 else np.moveaxis(out, -1, 0)
+    else:
+        out = np.stack([np.asarray(pool(plane, mode, **kwargs), np.float32) for plane in x])
     if out.shape != out_shape:
         raise UsageError(
             f"layer {spec.name or 'pool'}: pooling gave {out.shape}, planned {out_shape} (a bug)"
