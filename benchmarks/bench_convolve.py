@@ -4,7 +4,8 @@ Run:  python benchmarks/bench_convolve.py [--threads 2] [--repeat 7] [--size 409
 
 Everything runs in this one process, on the same arrays, with Numba and OpenCV
 given the same thread count. Each row times convtool (median and min of >= 5
-runs after a warm-up call) and a peer on the same input, checks that both give
+runs after a warm-up call) and a peer on the same input, interleaved (ours,
+peer, ours, peer, ...) so load drift on a shared machine hits both alike, checks that both give
 the same answer (max abs diff printed; the script stops if they disagree), and
 relates convtool's time to the peer and to a plain copy of the image (the
 memory floor). Rows marked "forced" call one algorithm (``method=``) so the
@@ -93,15 +94,14 @@ def main(argv: list[str] | None = None) -> int:
         label = f"{name} {method}" if method == "auto" else f"{name} {method} (forced)"
         print(f"  timing {label} ...", file=sys.stderr, flush=True)
         try:
-            t = common.timeit(fn, repeat=repeat, budget=None if method == "auto" else args.budget)
+            t, tp = common.timeit_pair(
+                fn, peer_fn, repeat=repeat, budget=None if method == "auto" else args.budget
+            )
         except ConvtoolError as exc:
             rows.append({"case": label, "note": f"n/a: {exc}"})
             return
-        tp = peer_cache.get(peer + name)
-        if tp is None:
-            tp = peer_cache[peer + name] = common.timeit(peer_fn, repeat=repeat)
         diff = common.check_agree(label, t.result, tp.result, rtol=rtol)
-        t.result = None  # type: ignore[attr-defined]
+        t.result = tp.result = None  # type: ignore[attr-defined]
         ratio = t.median / tp.median
         x_floor = t.median / floors[floor].median
         ok = target[1](ratio, x_floor) if target else None
@@ -124,8 +124,6 @@ def main(argv: list[str] | None = None) -> int:
                 "method": picks,
             }
         )
-
-    peer_cache: dict[str, common.Timing] = {}
 
     def le(limit: float) -> tuple[str, Callable[[float, float], bool]]:
         return (f"<= {limit:g} x peer", lambda r, _f: r <= limit)

@@ -58,12 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     for side in SIDES:
         log(f"side {side} ...")
         img = (rng.random((side, side), dtype=np.float32) * 255).astype(np.float32)
-        t = common.timeit(
+        t, tp = common.timeit_pair(
             lambda img=img: convtool.convolve(img, w3, pad="reflect", correlate=True),
+            lambda img=img: cv2.filter2D(img, -1, w3, borderType=reflect),
             repeat=repeat,
-        )
-        tp = common.timeit(
-            lambda img=img: cv2.filter2D(img, -1, w3, borderType=reflect), repeat=repeat
         )
         tc = common.timeit(img.copy, repeat=repeat)
         diff = common.check_agree(f"3x3 side {side}", t.result, tp.result)

@@ -84,6 +84,51 @@ def timeit(
     return timing
 
 
+def timeit_pair(
+    fn: Callable[[], Any],
+    peer_fn: Callable[[], Any],
+    *,
+    repeat: int = 7,
+    min_repeat: int = 5,
+    slow_seconds: float = 1.0,
+    budget: float | None = None,
+) -> tuple[Timing, Timing]:
+    """Time ``fn`` and ``peer_fn`` interleaved (a, b, a, b, ...) after one warm-up each.
+
+    On a shared machine the load drifts during a run; interleaving makes both
+    sides see the same drift, so their ratio stays meaningful. Same rules as
+    :func:`timeit` (the warm-up results are kept on ``.result``); when ``fn``'s
+    warm-up exceeds ``budget`` it is not run again and the peer is timed alone.
+    """
+    results = []
+    firsts = []
+    for f in (fn, peer_fn):
+        t0 = time.perf_counter()
+        results.append(f())
+        firsts.append(time.perf_counter() - t0)
+    if budget is not None and firsts[0] > budget:
+        ours = Timing(firsts[0], firsts[0], [firsts[0]], firsts[0])
+        peer = timeit(peer_fn, repeat=repeat, min_repeat=min_repeat, slow_seconds=slow_seconds)
+        peer.first = firsts[1]
+        ours.result = results[0]  # type: ignore[attr-defined]
+        peer.result = results[1]  # type: ignore[attr-defined]
+        return ours, peer
+    if max(firsts) > slow_seconds:
+        repeat = min(repeat, min_repeat)
+    runs: tuple[list[float], list[float]] = ([], [])
+    for _ in range(max(repeat, min_repeat)):
+        for f, bucket in ((fn, runs[0]), (peer_fn, runs[1])):
+            t0 = time.perf_counter()
+            f()
+            bucket.append(time.perf_counter() - t0)
+    out = []
+    for bucket, first, result in zip(runs, firsts, results, strict=True):
+        t = Timing(statistics.median(bucket), min(bucket), bucket, first)
+        t.result = result  # type: ignore[attr-defined]
+        out.append(t)
+    return out[0], out[1]
+
+
 def set_threads(n: int) -> None:
     """Give Numba and OpenCV the same thread count (both default to every core)."""
     import numba
