@@ -78,6 +78,19 @@ def _write_png(dest: Path, rgb: Any, compress: int | None) -> None:
     _atomic_write(dest, lambda fh: fh.write(data))
 
 
+def _thumbnail(image: Any, side: int) -> Any:
+    """The input as uint8, reduced (area average) so its longer side is at most ``side``."""
+    import numpy as np
+
+    from ..grid import _input_rgb
+
+    h, w = image.shape[:2]
+    s = min(1.0, side / max(h, w))
+    th, tw = max(1, round(h * s)), max(1, round(w * s))
+    rgb = _input_rgb(image, th, tw)
+    return rgb if image.ndim == 3 else np.ascontiguousarray(rgb[..., 0])
+
+
 def _filter_maps(
     image: Any,
     kernels: list[str],
@@ -243,6 +256,7 @@ def visualize(
         print_summary(planned, shape, f"{spec.name}: input {h}x{w}x{c}")
     results = feature_maps(img.data, spec)
     outdir.mkdir(parents=True, exist_ok=True)
+    thumb = _thumbnail(img.data, grid_kw["max_tile"])  # drawn in every sheet: shrink it once
     written = []
     # zlib releases the GIL: encode one sheet while the next is drawn
     from concurrent.futures import ThreadPoolExecutor
@@ -253,7 +267,7 @@ def visualize(
             sheet = draw_grid(
                 maps,
                 layer.labels,
-                input_image=img.data,
+                input_image=thumb,
                 title=f"{spec.name}: {layer.title}",
                 **grid_kw,
             )
@@ -262,7 +276,7 @@ def visualize(
             written.append(dest)
         rows = [(layer.title, maps) for layer, maps in results]
         sheet = overview(
-            rows, input_image=img.data, max_maps=max_maps, cmap=cmap, title=spec.name, clip=clip
+            rows, input_image=thumb, max_maps=max_maps, cmap=cmap, title=spec.name, clip=clip
         )
         jobs.append(pool.submit(_write_png, outdir / "overview.png", sheet, compress))
         for job in jobs:
