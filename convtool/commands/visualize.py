@@ -257,28 +257,29 @@ def visualize(
     results = feature_maps(img.data, spec)
     outdir.mkdir(parents=True, exist_ok=True)
     thumb = _thumbnail(img.data, grid_kw["max_tile"])  # drawn in every sheet: shrink it once
-    written = []
-    # zlib releases the GIL: encode one sheet while the next is drawn
-    from concurrent.futures import ThreadPoolExecutor
+    written = [outdir / f"{layer.stem}.png" for layer, _ in results]
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        jobs = []
-        for layer, maps in results:
-            sheet = draw_grid(
-                maps,
-                layer.labels,
-                input_image=thumb,
-                title=f"{spec.name}: {layer.title}",
-                **grid_kw,
-            )
-            dest = outdir / f"{layer.stem}.png"
-            jobs.append(pool.submit(_write_png, dest, sheet, compress))
-            written.append(dest)
+    def sheet_job(layer: Any, maps: Any, dest: Path) -> None:
+        title = f"{spec.name}: {layer.title}"
+        sheet = draw_grid(maps, layer.labels, input_image=thumb, title=title, **grid_kw)
+        _write_png(dest, sheet, compress)
+
+    def overview_job() -> None:
         rows = [(layer.title, maps) for layer, maps in results]
         sheet = overview(
             rows, input_image=thumb, max_maps=max_maps, cmap=cmap, title=spec.name, clip=clip
         )
-        jobs.append(pool.submit(_write_png, outdir / "overview.png", sheet, compress))
+        _write_png(outdir / "overview.png", sheet, compress)
+
+    # two sheets at a time: zlib and most numpy work release the GIL
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        jobs = [pool.submit(overview_job)]
+        jobs += [
+            pool.submit(sheet_job, layer, maps, dest)
+            for (layer, maps), dest in zip(results, written, strict=True)
+        ]
         for job in jobs:
             job.result()
     typer.echo(f"{outdir}{os.sep}: {len(written)} layer grids + overview.png", err=True)
