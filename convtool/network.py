@@ -487,7 +487,14 @@ def load_net(source: str | os.PathLike | Net) -> Net:
 def net_from_dict(
     doc: dict[str, Any], *, name: str = "net", base_dir: Path | None = None, where: str = "net"
 ) -> Net:
-    """Build a :class:`Net` from a parsed TOML document (a dict)."""
+    """Build a :class:`Net` from a parsed TOML document (a dict).
+
+    Examples
+    --------
+    >>> net = net_from_dict({"input": "28x28", "layers": [{"type": "conv", "filters": "edges"}]})
+    >>> net.input_shape, net.layers[0].options["filters"]
+    ((1, 28, 28), ('edges',))
+    """
     allowed = ("name", "description", "input", "input_scale", "layers", "layer")
     for key in doc:
         if key not in allowed:
@@ -1079,7 +1086,15 @@ def _pool_maps(x: np.ndarray, spec: LayerSpec, out_shape: tuple[int, int, int]) 
 
 
 def run_layer(layer: Layer, x: np.ndarray) -> np.ndarray:
-    """Apply one planned layer to a (C, H, W) float32 array."""
+    """Apply one planned layer to a (C, H, W) float32 array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> (layer,) = plan("leaky_relu(0.5)", (1, 1, 2))
+    >>> run_layer(layer, np.array([[[-2.0, 3.0]]], np.float32)).tolist()
+    [[[-1.0, 3.0]]]
+    """
     kind = layer.kind
     if kind == "conv":
         return conv2d(
@@ -1114,7 +1129,14 @@ def run_layer(layer: Layer, x: np.ndarray) -> np.ndarray:
 
 
 def as_chw(image: np.ndarray) -> np.ndarray:
-    """An (H, W) or (H, W, C) image as a float32 (C, H, W) array."""
+    """An (H, W) or (H, W, C) image as a float32 (C, H, W) array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> as_chw(np.zeros((4, 5, 3))).shape
+    (3, 4, 5)
+    """
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = arr[None]
