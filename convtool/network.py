@@ -956,9 +956,10 @@ def conv2d(
         W') patch matrix times the (M/groups, C/groups * K * K) weight matrix,
         one BLAS product per block. It wins for small kernels.
 
-    ``auto`` takes ``bank`` for K >= 9, else ``matmul`` (measured: for
-    5x5 kernels on 512x512, matmul is 3x faster with one input channel and
-    15x with six; im2col's patch matrix grows as K^2, FFT's cost does not).
+    ``auto`` takes ``bank`` for K >= 9 or at most 24 (output, input) channel
+    pairs per group, else ``matmul``. Measured on 512x512 inputs
+    (benchmarks/bench_visualize.py): LeNet's C1 (3 -> 6 channels, 5x5) 49 ms
+    bank vs 96 ms matmul; C3 (6 -> 16) 122 ms bank vs 35 ms matmul.
 
     Examples
     --------
@@ -997,7 +998,7 @@ def conv2d(
         raise UsageError(f"conv2d output would be {oh}x{ow}: the input is smaller than the kernel")
     mg = m // groups
     if method == "auto":
-        method = "bank" if kh >= 9 else "matmul"
+        method = "bank" if kh >= 9 or mg * cg <= 24 else "matmul"
     elif method not in ("bank", "matmul"):
         raise UsageError(f"unknown conv2d method {method!r}: use auto, bank or matmul")
     out = np.empty((m, oh, ow), dtype=np.float32)
