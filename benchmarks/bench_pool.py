@@ -185,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     if others:
         print("all cv2 idioms tried: " + "; ".join(others))
     print(
-        "note: pooling reads the whole input (4x the output for stride 2) and writes the output,"
-        " 5x the bytes of an output copy's read+write; 'x copy in' (read+write of the input,"
-        " 8x) is the floor it can actually approach"
+        "note: pooling reads the whole input (4x the output for stride 2) and writes the output:"
+        " 2.5x the bytes an output copy moves, so '<= 1.5 x copy out' is below the memory floor;"
+        " 'x copy in' (a copy of the input moves 1.6x the bytes of the pool) is the floor to beat"
     )
     return 0
 
