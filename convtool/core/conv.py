@@ -9,7 +9,7 @@ Layout
 An image is passed as a C-contiguous 2-D array ``(H, W*C)``: a grey image has
 ``C == 1`` and a colour image ``(H, W, C)`` is the same memory reshaped, so
 channel ``c`` of pixel ``x`` sits at column ``x*C + c``. Inputs may be
-float32, uint8 or uint16 (values are converted to float32 as they are read);
+float32 or uint8 (read as float32; the API converts other dtypes first);
 outputs are float32 and arithmetic is float32 throughout.
 
 Borders are never materialised as a padded copy of the image:
@@ -23,8 +23,9 @@ Borders are never materialised as a padded copy of the image:
 
 The inner loops are the generated tap loops of :mod:`convtool.core.conv_taps`
 (one function per tap count 1-9, wider rows in chunks of 9): each is a dot
-product of shifted views of one source row with scalar weights, which LLVM
-vectorises. There is one parallel driver per algorithm (``direct``,
+product of shifted views of one source row (or of three rows at once, so the
+output row is read and written once per three kernel rows) with scalar
+weights, which LLVM vectorises. There is one parallel driver per algorithm (``direct``,
 ``separable``), compiled per input dtype and cached on disk.
 """
 
@@ -88,6 +89,7 @@ def direct(img, nch, w, rmap, cmap, cval, lo, hi, dil, out):
     kh, kw = w.shape
     step = dil * nch
     n = (hi - lo) * nch
+    fuse = kw <= 5  # three rows per pass pays off for narrow kernels only
     rowsum = np.zeros(kh, dtype=np.float32)
     for a in range(kh):
         for b in range(kw):
@@ -107,7 +109,7 @@ def direct(img, nch, w, rmap, cmap, cval, lo, hi, dil, out):
                     extra += rowsum[a] * cval
                     a += 1
                     continue
-                if a + 2 < kh and rmap[i, a + 1] >= 0 and rmap[i, a + 2] >= 0:
+                if fuse and a + 2 < kh and rmap[i, a + 1] >= 0 and rmap[i, a + 2] >= 0:
                     r1 = rmap[i, a + 1]
                     r2 = rmap[i, a + 2]
                     taps3(img[r], img[r1], img[r2], step, w[a : a + 3], inner, n, first)
