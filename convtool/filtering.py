@@ -183,6 +183,15 @@ def _rank1(w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return (u_[:, 0] * root).astype(np.float32), (vt[0] * root).astype(np.float32)
 
 
+def _symmetric(taps: np.ndarray) -> bool:
+    """Odd 3-9 taps equal to their mirror image within float32 rounding."""
+    n = taps.shape[0]
+    if n not in (3, 5, 7, 9):
+        return False
+    scale = float(np.abs(taps).max())
+    return scale == 0.0 or float(np.abs(taps - taps[::-1]).max()) <= 1e-6 * scale
+
+
 def _fft_points(h: int, w: int, kh: int, kw: int, dilation: int, padded: bool) -> int:
     """Total FFT frame points the tiled FFT path transforms for one plane."""
     from .core.conv_fft import _tile_frame
@@ -325,7 +334,14 @@ def _correlate(
         ilo = min(oh, -(-top // stride))
         last = h - 1 + top - dilation * (kh - 1)
         ihi = max(ilo, min(oh, last // stride + 1)) if last >= 0 else ilo
-        conv.separable(flat, nch, u, v, rmap, ilo, ihi, ext, cval32, lpad, dilation, out, nblocks)
+        symu, symv = _symmetric(u), _symmetric(v)
+        if symu:
+            u = ((u + u[::-1]) / 2).astype(np.float32)
+        if symv:
+            v = ((v + v[::-1]) / 2).astype(np.float32)
+        conv.separable(
+            flat, nch, u, v, symu, symv, rmap, ilo, ihi, ext, cval32, lpad, dilation, out, nblocks
+        )
     else:
         cmap = conv.index_map(wd, -left, 1, fw, kw, dilation, code)
         lo = min(left, fw)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .conv_taps import acc1, set1, taps3, taps_acc, taps_set
+from .conv_taps import acc1, set1, taps3, taps_acc, taps_set, taps_sym_set
 
 #: Pad-mode codes (same order as convtool.modes.PAD_MODES).
 CONSTANT, REPLICATE, REFLECT, SYMMETRIC, WRAP, VALID = range(6)
@@ -145,7 +145,7 @@ def direct(img, nch, w, rmap, cmap, cval, lo, hi, dil, out):
 
 
 @njit(cache=True, parallel=True, fastmath=_FASTMATH)
-def separable(img, nch, u, v, rmap, ilo, ihi, ext, cval, left, dil, out, nblocks):
+def separable(img, nch, u, v, symu, symv, rmap, ilo, ihi, ext, cval, left, dil, out, nblocks):
     """Separable correlation: vertical taps ``u`` then horizontal taps ``v``.
 
     Per output row, the vertical pass fills a horizontally padded row buffer
@@ -153,6 +153,7 @@ def separable(img, nch, u, v, rmap, ilo, ihi, ext, cval, left, dil, out, nblocks
     ``cval``); rows ``[ilo, ihi)`` have all their source rows inside the image
     at spacing ``dil``, so their vertical pass is one fused tap loop over the
     flattened image. The horizontal pass then runs with no border logic.
+    ``symu`` / ``symv``: the taps are symmetric (paired multiplies).
     """
     oh = out.shape[0]
     ow = out.shape[1] // nch
@@ -174,7 +175,10 @@ def separable(img, nch, u, v, rmap, ilo, ihi, ext, cval, left, dil, out, nblocks
         i1 = min(oh, i0 + per)
         for i in range(i0, i1):
             if ilo <= i < ihi:
-                taps_set(flat[rmap[i, 0] * rowlen :], dil * rowlen, u, mid, rowlen)
+                if symu:
+                    taps_sym_set(flat[rmap[i, 0] * rowlen :], dil * rowlen, u, mid, rowlen)
+                else:
+                    taps_set(flat[rmap[i, 0] * rowlen :], dil * rowlen, u, mid, rowlen)
             else:
                 first = True
                 outside = False
@@ -196,13 +200,15 @@ def separable(img, nch, u, v, rmap, ilo, ihi, ext, cval, left, dil, out, nblocks
                     for x in range(rowlen):
                         mid[x] += extra
             # padded positions: copy from the mapped column (cval columns: usum*cval)
-            for k in range(next_):
-                if left <= k < left + width:
-                    continue
+            for kb in range(next_ - width):
+                k = kb if kb < left else kb + width
                 sc = ext[k]
                 for c in range(nch):
                     if sc < 0:
                         tmp[k * nch + c] = usum * cval
                     else:
                         tmp[k * nch + c] = tmp[off + sc * nch + c]
-            taps_set(tmp, step, v, out[i], ow * nch)
+            if symv:
+                taps_sym_set(tmp, step, v, out[i], ow * nch)
+            else:
+                taps_set(tmp, step, v, out[i], ow * nch)

@@ -7,7 +7,8 @@ Numba compile a separate literal-typed specialisation.)
 ``src`` may be float32, uint8 or uint16 (read as float32); ``out`` is float32.
 ``acc3r{K}`` / ``set3r{K}`` do the same for three source rows in one pass.
 ``taps_acc`` / ``taps_set`` handle any tap count by chunks of <= 9, ``taps3``
-by chunks of <= 5.
+by chunks of <= 5. ``sym{K}`` / ``taps_sym_set`` store a symmetric odd row
+(Gaussian, box) with one multiply per pair of taps.
 """
 
 from numba import njit
@@ -852,3 +853,96 @@ def taps3(r0, r1, r2, step, w, out, n, first):
                 acc3r5(s0, s1, s2, step, ww, out, n)
         first = False
         b0 += m
+
+
+@njit(cache=True, fastmath=_FM)
+def sym3(src, step, wr, out, n):
+    w0 = wr[0]
+    w1 = wr[1]
+    s0 = src[:n]
+    s1 = src[step : step + n]
+    s2 = src[2 * step : 2 * step + n]
+    for i in range(n):
+        out[i] = w0 * (float32(s0[i]) + float32(s2[i])) + w1 * float32(s1[i])
+
+
+@njit(cache=True, fastmath=_FM)
+def sym5(src, step, wr, out, n):
+    w0 = wr[0]
+    w1 = wr[1]
+    w2 = wr[2]
+    s0 = src[:n]
+    s1 = src[step : step + n]
+    s2 = src[2 * step : 2 * step + n]
+    s3 = src[3 * step : 3 * step + n]
+    s4 = src[4 * step : 4 * step + n]
+    for i in range(n):
+        out[i] = (
+            w0 * (float32(s0[i]) + float32(s4[i]))
+            + w1 * (float32(s1[i]) + float32(s3[i]))
+            + w2 * float32(s2[i])
+        )
+
+
+@njit(cache=True, fastmath=_FM)
+def sym7(src, step, wr, out, n):
+    w0 = wr[0]
+    w1 = wr[1]
+    w2 = wr[2]
+    w3 = wr[3]
+    s0 = src[:n]
+    s1 = src[step : step + n]
+    s2 = src[2 * step : 2 * step + n]
+    s3 = src[3 * step : 3 * step + n]
+    s4 = src[4 * step : 4 * step + n]
+    s5 = src[5 * step : 5 * step + n]
+    s6 = src[6 * step : 6 * step + n]
+    for i in range(n):
+        out[i] = (
+            w0 * (float32(s0[i]) + float32(s6[i]))
+            + w1 * (float32(s1[i]) + float32(s5[i]))
+            + w2 * (float32(s2[i]) + float32(s4[i]))
+            + w3 * float32(s3[i])
+        )
+
+
+@njit(cache=True, fastmath=_FM)
+def sym9(src, step, wr, out, n):
+    w0 = wr[0]
+    w1 = wr[1]
+    w2 = wr[2]
+    w3 = wr[3]
+    w4 = wr[4]
+    s0 = src[:n]
+    s1 = src[step : step + n]
+    s2 = src[2 * step : 2 * step + n]
+    s3 = src[3 * step : 3 * step + n]
+    s4 = src[4 * step : 4 * step + n]
+    s5 = src[5 * step : 5 * step + n]
+    s6 = src[6 * step : 6 * step + n]
+    s7 = src[7 * step : 7 * step + n]
+    s8 = src[8 * step : 8 * step + n]
+    for i in range(n):
+        out[i] = (
+            w0 * (float32(s0[i]) + float32(s8[i]))
+            + w1 * (float32(s1[i]) + float32(s7[i]))
+            + w2 * (float32(s2[i]) + float32(s6[i]))
+            + w3 * (float32(s3[i]) + float32(s5[i]))
+            + w4 * float32(s4[i])
+        )
+
+
+@njit(cache=True, fastmath=_FM)
+def taps_sym_set(src, step, wr, out, n):
+    """``taps_set`` for a symmetric odd tap row of 3-9 taps (else the general one)."""
+    kw = wr.shape[0]
+    if kw == 3:
+        sym3(src, step, wr, out, n)
+    elif kw == 5:
+        sym5(src, step, wr, out, n)
+    elif kw == 7:
+        sym7(src, step, wr, out, n)
+    elif kw == 9:
+        sym9(src, step, wr, out, n)
+    else:
+        taps_set(src, step, wr, out, n)
