@@ -232,3 +232,17 @@ def test_warmup_does_not_hide_a_broken_module(
     monkeypatch.setattr(warmup_cmd, "_STEPS", (("broken", "convtool_fake_broken", "warmup"),))
     with pytest.raises(ModuleNotFoundError, match="convtool_fake_missing_dep"):
         warmup_cmd.run_warmup(quiet=True)
+
+
+@pytest.mark.parametrize("user_value", [None, "active"])
+def test_openmp_wait_policy_defaults_to_passive(user_value: str | None) -> None:
+    """convtool.core sets OMP_WAIT_POLICY=passive before numba loads OpenMP, unless set."""
+    code = "import os, convtool.core; print(os.environ.get('OMP_WAIT_POLICY'))"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if user_value is not None:
+        env["OMP_WAIT_POLICY"] = user_value
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == (user_value or "passive")
