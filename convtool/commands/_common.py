@@ -45,6 +45,10 @@ def set_threads(threads: int | None) -> None:
     """Apply ``--threads`` to Numba (imports numba, so call it only when computing)."""
     if threads is None:
         return
+    import importlib
+
+    # convtool.core's environment defaults must be in place before numba starts OpenMP
+    importlib.import_module("convtool.core")
     import numba
 
     if threads < 1:
