@@ -246,3 +246,20 @@ def test_openmp_wait_policy_defaults_to_passive(user_value: str | None) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == (user_value or "passive")
+
+
+def test_threads_option_starts_openmp_after_convtool_core() -> None:
+    """--threads calls numba.set_num_threads, which loads OpenMP: core's defaults must be set."""
+    code = (
+        "import os, sys\n"
+        "from convtool.commands._common import set_threads\n"
+        "set_threads(1)\n"
+        "assert 'numba' in sys.modules\n"
+        "print(os.environ.get('OMP_WAIT_POLICY'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "passive"
