@@ -157,3 +157,16 @@ print(json.dumps({name: [sum(f.stats.cache_hits.values()), sum(f.stats.cache_mis
     for name, (hits, misses) in stats.items():
         assert misses == 0, name
         assert hits >= 2, name
+
+
+@pytest.mark.parametrize("method", ["direct", "separable", "fft"])
+def test_thread_count_does_not_change_the_result(camera, method):
+    import numba
+
+    before = numba.get_num_threads()
+    try:
+        one = convolve(camera, RANK1["gauss9"], method=method, threads=1)
+        many = convolve(camera, RANK1["gauss9"], method=method, threads=2)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one, many)
