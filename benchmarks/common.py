@@ -130,7 +130,14 @@ def timeit_pair(
 
 
 def set_threads(n: int) -> None:
-    """Give Numba and OpenCV the same thread count (both default to every core)."""
+    """Give Numba and OpenCV the same thread count (both default to every core).
+
+    convtool.core is imported first, as the CLI does: it sets the Numba cache
+    location and OMP_WAIT_POLICY before numba starts its OpenMP threads.
+    """
+    import importlib
+
+    importlib.import_module("convtool.core")
     import numba
 
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
@@ -172,7 +179,7 @@ def cpu_flags() -> str:
                 return "?"
     except OSError:
         return "?"
-    for level in ("avx512f", "avx2", "avx", "sse4_2"):
+    for level in ("avx512f", "avx2", "avx", "sse4_2"):  # best first
         if level in flags:
             return level
     return "baseline"
@@ -196,6 +203,11 @@ def machine() -> dict[str, Any]:
         info["loadavg"] = round(os.getloadavg()[0], 2)
     except OSError:  # pragma: no cover
         pass
+    info["env"] = {
+        k: os.environ[k]
+        for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "NUMBA_THREADING_LAYER", "NUMBA_CACHE_DIR")
+        if k in os.environ
+    }
     if "numba" in sys.modules:
         import numba
 
@@ -233,6 +245,7 @@ def machine_text(info: dict[str, Any]) -> str:
         f" (affinity {info.get('affinity', '?')}), load avg {info.get('loadavg', '?')}"
         f" [shared machine: numbers are noisy]\n"
         f"{threads}"
+        f"env: {' '.join(f'{k}={v}' for k, v in info.get('env', {}).items()) or '-'}\n"
         f"versions: python {info['python']}, numpy {info['numpy']}, numba {info['numba']},"
         f" cv2 {info['cv2']}, scipy {info['scipy']}, convtool {info['convtool']}\n"
         f"date: {info['date_utc']} UTC"
