@@ -38,44 +38,16 @@ map gives every tile its own range, global one range for all.
 """
 
 
-def _png_rgb8(rgb: Any, level: int) -> bytes:
-    """Encode a uint8 (H, W, 3) array as PNG: filter type 0 on every row, one zlib stream.
-
-    The sheets are mostly flat colour and smooth tiles; without per-row
-    adaptive filtering, zlib level 1 is about twice as fast as Pillow's PNG
-    encoder here and the files come out smaller (measured on the LeNet sheets:
-    0.56 s vs 1.28 s CPU, 14 MB vs 20 MB).
-    """
-    import struct
-    import zlib
-
-    import numpy as np
-
-    h, w, _ = rgb.shape
-    rows = np.zeros((h, 3 * w + 1), dtype=np.uint8)
-    rows[:, 1:] = rgb.reshape(h, 3 * w)
-
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
-    return b"".join(
-        [
-            b"\x89PNG\r\n\x1a\n",
-            chunk(b"IHDR", header),
-            chunk(b"IDAT", zlib.compress(rows.tobytes(), level)),
-            chunk(b"IEND", b""),
-        ]
-    )
-
-
 def _write_png(dest: Path, rgb: Any, compress: int | None) -> None:
     """Write a uint8 RGB sheet as PNG, atomically (temporary file, then rename)."""
-    from ..io import DEFAULT_PNG_LEVEL, _atomic_write
+    from ..io import DEFAULT_PNG_LEVEL, atomic_write, encode_png
 
-    data = _png_rgb8(rgb, DEFAULT_PNG_LEVEL if compress is None else compress)
-    _atomic_write(dest, lambda fh: fh.write(data))
+    # Row filter "none": the sheets are flat colour and smooth tiles, where it
+    # deflates faster and smaller than "up" (LeNet sheets: 0.56 s vs 1.28 s CPU
+    # against Pillow's adaptive filters, 14 MB vs 20 MB).
+    level = DEFAULT_PNG_LEVEL if compress is None else compress
+    data = encode_png(rgb, level, row_filter="none")
+    atomic_write(dest, lambda fh: fh.write(data))
 
 
 def _thumbnail(image: Any, side: int) -> Any:
