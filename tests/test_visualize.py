@@ -191,10 +191,10 @@ def test_visualize_usage_errors(tmp_path, small_gray, args, pattern):
 def test_png_writer_round_trips_through_pillow():
     import io
 
-    from convtool.commands.visualize import _png_rgb8
+    from convtool.io import encode_png
 
     rgb = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
     for level in (0, 1, 9):
-        with Image.open(io.BytesIO(_png_rgb8(rgb, level))) as im:
+        with Image.open(io.BytesIO(encode_png(rgb, level, row_filter="none"))) as im:
             assert im.mode == "RGB"
             np.testing.assert_array_equal(np.asarray(im), rgb)
