@@ -49,12 +49,12 @@ takes the cheapest::
 
     direct     computed * (2.0 + 0.058 * KH*KW)
     separable  computed * (2.3 + 0.055 * (KH + KW))     (rank-1 kernels only)
-    fft        48 * (points of all FFT tiles)           (~1.06 * padded pixels)
+    fft        32 * (points of all FFT tiles)           (~1.1 * padded pixels)
 
 where ``computed`` is the number of values computed (rows sampled by the
 stride, columns at full resolution, times channels). All paths use the same
 threads, so the thread count does not change the choice. In practice:
-direct up to about 27x27, FFT above; separable for every rank-1 kernel of
+direct up to about 23x23, FFT above; separable for every rank-1 kernel of
 5x5 and up (3x3 stays direct: the two passes cost more than nine taps);
 strides make the full-resolution FFT ``S*S`` times less attractive. A
 non-finite image never goes to the FFT (one NaN would spread to the whole
@@ -88,7 +88,7 @@ COST: dict[str, float] = {
     "direct_tap": 0.058,  # per computed value per kernel tap
     "separable_base": 2.3,  # per computed value
     "separable_tap": 0.055,  # per computed value per (KH + KW) taps
-    "fft_point": 48.0,  # per point of the padded FFT frame (forward + inverse)
+    "fft_point": 32.0,  # per point of the FFT tiles (gather, forward, product, inverse)
 }
 
 #: Second/first singular value below this: the kernel is treated as rank 1.
