@@ -40,11 +40,22 @@ Three algorithms compute the same result (within float32 rounding):
     tiles spread over the threads. Cost per padded pixel independent of the
     kernel size, but it always computes the full-resolution result.
 
+``numpy``
+    Plain numpy: the outputs' reach gathered through the same index maps,
+    then one strided slice per tap (about 1.4 ns per value per tap, one
+    thread). Importing Numba and loading its cached kernels costs about a
+    second per process, more than numpy needs for a whole small image, so
+    while Numba is not loaded ``auto`` runs jobs on numpy until their
+    estimated total would exceed that start-up cost, then loads Numba and
+    uses the compiled paths from there on (rent or buy: never worse than
+    twice the better choice in hindsight). A single ``convtool convolve`` of
+    a photo never pays for Numba; a batch pays once, early.
+
 Strides: rows are sampled through the row index map; columns are computed
 at full resolution by the vectorised loops and then sampled.
 
 ``method="auto"`` estimates each cost in CPU nanoseconds from the constants
-in :data:`COST` (measured on 4096x4096 float32, 2-core AVX-512 machine) and
+in :data:`COST` (measured on 4096x4096 float32, 2-core AVX2 machine) and
 takes the cheapest::
 
     direct     computed * (2.0 + 0.058 * KH*KW)
@@ -64,32 +75,39 @@ tile); it falls back to direct.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from .core.indexing import index_map
 from .errors import UsageError
 from .modes import PAD_CODE, check_positive_int, conv_output_size, normalize_pad
 
 __all__ = ["COST", "METHODS", "COMBINES", "choose_method", "convolve", "filter_bank", "warmup"]
 
 #: Accepted ``method=`` values.
-METHODS: tuple[str, ...] = ("auto", "direct", "separable", "fft")
+METHODS: tuple[str, ...] = ("auto", "direct", "separable", "fft", "numpy")
 
 #: Accepted ``combine=`` values for filter banks.
 COMBINES: tuple[str, ...] = ("stack", "magnitude", "max", "sum")
 
 #: Cost-model constants: CPU nanoseconds (summed over threads; every path
 #: runs on the same threads, so the thread count does not change the choice),
-#: measured on 4096x4096 float32 on a 2-core AVX-512 machine.
+#: measured on 4096x4096 float32 on a 2-core x86-64 machine (AVX2).
 COST: dict[str, float] = {
     "direct_base": 2.0,  # per computed value (memory traffic, borders)
     "direct_tap": 0.058,  # per computed value per kernel tap
     "separable_base": 2.3,  # per computed value
     "separable_tap": 0.055,  # per computed value per (KH + KW) taps
     "fft_point": 32.0,  # per point of the FFT tiles (gather, forward, product, inverse)
+    "numpy_tap": 1.4,  # numpy path, per output value per kernel tap (one thread)
+    "numba_start": 1.1e9,  # importing Numba and loading its cached kernels, once
 }
+
+#: Estimated nanoseconds the numpy path has spent in this process (see _prefer_numpy).
+_numpy_spent_ns = 0.0
 
 #: Second/first singular value below this: the kernel is treated as rank 1.
 RANK1_RTOL = 1e-5
@@ -248,6 +266,54 @@ def _default_threads() -> int | None:
         return None
 
 
+def _prefer_numpy(oh: int, ow: int, nch: int, kh: int, kw: int) -> bool:
+    """Whether plain numpy beats loading Numba for this call (method "auto").
+
+    Importing Numba and loading its cached kernels costs about a second once
+    per process, more than numpy needs for a whole small image. So while
+    Numba is not loaded, calls run on numpy until their estimated total would
+    exceed that start-up cost; then Numba is loaded and used from there on
+    (the rent-or-buy rule: never more than twice the better choice in hindsight).
+    """
+    global _numpy_spent_ns
+    if "numba" in sys.modules:
+        return False
+    cost = COST["numpy_tap"] * oh * ow * nch * kh * kw
+    if _numpy_spent_ns + cost > COST["numba_start"]:
+        return False
+    _numpy_spent_ns += cost
+    return True
+
+
+def _numpy_correlate(img, wc, code, cval32, stride, dilation, top, left, oh, ow):
+    """Correlation in plain numpy: gather the reach of the outputs through the
+    index maps (so every pad mode is exactly the direct path's), then add one
+    strided slice per tap."""
+    h, wd = img.shape[0], img.shape[1]
+    kh, kw = wc.shape
+    src = img.astype(np.float32, copy=False)
+    rows = index_map(h, -top, 1, (oh - 1) * stride + dilation * (kh - 1) + 1, 1, 1, code)[:, 0]
+    cols = index_map(wd, -left, 1, (ow - 1) * stride + dilation * (kw - 1) + 1, 1, 1, code)[:, 0]
+    if code == PAD_CODE["constant"]:
+        # one extra row and column of cval stand for every position outside
+        ext = np.full((h + 1, wd + 1) + src.shape[2:], cval32, np.float32)
+        ext[:h, :wd] = src
+        src = ext
+        rows = np.where(rows < 0, h, rows)
+        cols = np.where(cols < 0, wd, cols)
+    reach = src[rows][:, cols]
+    out = np.zeros((oh, ow) + src.shape[2:], np.float32)
+    term = np.empty_like(out)
+    rspan, cspan = (oh - 1) * stride + 1, (ow - 1) * stride + 1
+    for a in range(kh):
+        for b in range(kw):
+            r0, c0 = a * dilation, b * dilation
+            view = reach[r0 : r0 + rspan : stride, c0 : c0 + cspan : stride]
+            np.multiply(view, wc[a, b], out=term)
+            out += term
+    return out
+
+
 # --------------------------------------------------------------------------- one kernel
 
 
@@ -264,8 +330,6 @@ def _correlate(
     threads: int | None,
 ) -> np.ndarray:
     """One kernel on one validated image; returns float32 (OH, OW[, C])."""
-    from .core import conv
-
     h, wd = img.shape[0], img.shape[1]
     nch = img.shape[2] if img.ndim == 3 else 1
     kh, kw = w.shape
@@ -284,6 +348,10 @@ def _correlate(
     top, left = dilation * top, dilation * left
     code = PAD_CODE[mode]
     cval32 = np.float32(cval)
+
+    if method == "numpy" or (method == "auto" and _prefer_numpy(oh, ow, nch, kh, kw)):
+        return _numpy_correlate(img, wc, code, cval32, stride, dilation, top, left, oh, ow)
+    from .core import conv
 
     factors = None
     if method in ("auto", "separable"):
@@ -320,7 +388,7 @@ def _correlate(
     # Rows are sampled by stride through the row map; columns are computed at
     # full resolution (vectorised) and sampled afterwards, which is several
     # times cheaper than a scalar strided loop for the strides people use.
-    rmap = conv.index_map(h, -top, stride, oh, kh, dilation, code)
+    rmap = index_map(h, -top, stride, oh, kh, dilation, code)
     fw = conv_output_size(wd, kw, dilation=dilation, pad=mode)
     out = np.empty((oh, fw * nch), dtype=np.float32)
     if method == "separable":
@@ -328,7 +396,7 @@ def _correlate(
         padded = mode != "valid"
         right = dilation * (kw - 1) - left if padded else 0
         lpad = left if padded else 0
-        ext = conv.index_map(wd, -lpad, 1, wd + lpad + right, 1, 1, code)[:, 0]
+        ext = index_map(wd, -lpad, 1, wd + lpad + right, 1, 1, code)[:, 0]
         nblocks = max(1, min(oh, 64))
         # output rows whose source rows all lie inside the image (fused vertical pass)
         ilo = min(oh, -(-top // stride))
@@ -343,7 +411,7 @@ def _correlate(
             flat, nch, u, v, symu, symv, rmap, ilo, ihi, ext, cval32, lpad, dilation, out, nblocks
         )
     else:
-        cmap = conv.index_map(wd, -left, 1, fw, kw, dilation, code)
+        cmap = index_map(wd, -left, 1, fw, kw, dilation, code)
         lo = min(left, fw)
         hi = min(max(wd - dilation * (kw - 1) + left, lo), fw)
         conv.direct(flat, nch, wc, rmap, cmap, cval32, lo, hi, dilation, out)
@@ -353,7 +421,6 @@ def _correlate(
 
 
 def _fft(img, wc, mode, cval32, stride, dilation, top, left, oh, ow, threads):
-    from .core import conv
     from .core.conv_fft import fft_correlate_plane
 
     h, wd = img.shape[0], img.shape[1]
@@ -368,8 +435,8 @@ def _fft(img, wc, mode, cval32, stride, dilation, top, left, oh, ow, threads):
         rows = np.arange(h)
         cols = np.arange(wd)
     else:
-        rows = conv.index_map(h, -top, 1, h + wd_.shape[0] - 1, 1, 1, code)[:, 0]
-        cols = conv.index_map(wd, -left, 1, wd + wd_.shape[1] - 1, 1, 1, code)[:, 0]
+        rows = index_map(h, -top, 1, h + wd_.shape[0] - 1, 1, 1, code)[:, 0]
+        cols = index_map(wd, -left, 1, wd + wd_.shape[1] - 1, 1, 1, code)[:, 0]
     nthreads = threads or _default_threads() or 1
     if img.ndim == 2:
         res = fft_correlate_plane(img, wd_, rows, cols, float(cval32), stride, nthreads)
@@ -451,7 +518,7 @@ def convolve(
         How the responses of a multi-kernel spec are merged; default: the
         spec's own rule (``sobel`` -> magnitude, ``kirsch`` -> max, an array
         stack -> stack).
-    method : {"auto", "direct", "separable", "fft"}
+    method : {"auto", "direct", "separable", "fft", "numpy"}
         Algorithm; ``auto`` uses the cost model in the module docstring.
     threads : int, optional
         Numba threads to use (default: Numba's setting).

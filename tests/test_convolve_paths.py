@@ -44,7 +44,7 @@ def test_all_paths_agree_on_rank1(camera, pad, kname, stride, dilation):
     img = camera[30:97, 50:141]
     w = RANK1[kname]
     ref = reference_nd(img, w, pad=pad, cval=9.0, stride=stride, dilation=dilation)
-    for method in ("direct", "separable", "fft"):
+    for method in ("direct", "separable", "fft", "numpy"):
         got = convolve(
             img, w, pad=pad, pad_value=9.0, stride=stride, dilation=dilation, method=method
         )
@@ -57,7 +57,7 @@ def test_colour_uint8_paths_agree(astronaut, pad, correlate):
     img = astronaut[100:160, 200:275].astype(np.uint8)
     w = RANK1["outer4x6"]
     ref = reference_nd(img, w, pad=pad, cval=-4.0, correlate=correlate)
-    for method in ("direct", "separable", "fft"):
+    for method in ("direct", "separable", "fft", "numpy"):
         got = convolve(img, w, pad=pad, pad_value=-4.0, correlate=correlate, method=method)
         assert got.shape == ref.shape
         assert_close(got, ref)
@@ -68,7 +68,7 @@ def test_direct_and_fft_agree_on_large_kernels(camera, pad):
     img = camera[::4, ::4]
     w = np.random.default_rng(5).standard_normal((21, 17)).astype(np.float32)
     ref = reference_nd(img, w, pad=pad, cval=1.0)
-    for method in ("direct", "fft"):
+    for method in ("direct", "fft", "numpy"):
         assert_close(convolve(img, w, pad=pad, pad_value=1.0, method=method), ref)
 
 
@@ -98,13 +98,32 @@ def test_random_rank1_all_paths(h, w, kh, kw, channels, pad, stride, dilation, c
         cval=3.0,
         **{k: v for k, v in kwargs.items() if k != "pad_value"},
     )
-    for method in ("direct", "separable", "fft"):
+    for method in ("direct", "separable", "fft", "numpy"):
         assert_close(convolve(img, weights, method=method, **kwargs), ref)
 
 
 def test_separable_refuses_a_rank2_kernel():
     with pytest.raises(UsageError, match="not separable"):
         convolve(np.ones((9, 9)), [[1, 2], [3, 4]], method="separable")
+
+
+def test_auto_uses_numpy_until_numba_pays_for_itself():
+    """Without Numba loaded, small jobs run on numpy (no import); once their
+    estimated total passes Numba's start-up cost, Numba is loaded and used."""
+    code = (
+        "import sys, numpy as np\n"
+        "from convtool import filtering\n"
+        "img = np.random.default_rng(0).random((64, 64), dtype=np.float32)\n"
+        "ref = filtering.convolve(img, 'sobel-x', method='numpy')\n"
+        "got = filtering.convolve(img, 'sobel-x')\n"
+        "assert 'numba' not in sys.modules, 'small job loaded numba'\n"
+        "assert np.allclose(got, ref)\n"
+        "filtering._numpy_spent_ns = filtering.COST['numba_start']\n"
+        "got = filtering.convolve(img, 'sobel-x')\n"
+        "assert 'numba' in sys.modules, 'budget spent but numba not used'\n"
+        "assert np.allclose(got, ref, atol=1e-3)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_fft_keeps_nan_local():
