@@ -21,7 +21,7 @@ float32; NaN in the image propagates to every output whose window covers it.
 
 Algorithm choice (cost model)
 -----------------------------
-Three algorithms compute the same result (within float32 rounding):
+Four algorithms compute the same result (within float32 rounding):
 
 ``direct``
     For each output row and kernel row, a tap loop over views of the source
