@@ -27,6 +27,8 @@ def cli_errors(func: F) -> F:
     anything else is a bug and keeps its traceback.
     """
 
+    tell_about_compiles = not func.__module__.endswith(".warmup")
+
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -37,8 +39,36 @@ def cli_errors(func: F) -> F:
         except KeyboardInterrupt:
             print_error("interrupted")
             raise typer.Exit(130) from None
+        finally:
+            if tell_about_compiles:
+                _note_first_compile()
 
     return wrapper  # type: ignore[return-value]
+
+
+def compiled_this_run() -> int:
+    """How many convtool kernel specialisations Numba compiled (cache misses) in this process."""
+    if "numba" not in sys.modules:
+        return 0
+    from numba.core.registry import CPUDispatcher
+
+    misses = 0
+    for name, module in list(sys.modules.items()):
+        if name.startswith("convtool.core.") and module is not None:
+            for obj in vars(module).values():
+                if isinstance(obj, CPUDispatcher):
+                    misses += sum(obj.stats.cache_misses.values())
+    return misses
+
+
+def _note_first_compile() -> None:
+    """After a run that had to compile (a cold cache), say why it was slow, once."""
+    n = compiled_this_run()
+    if n:
+        sys.stderr.write(
+            f"convtool: note: compiled {n} kernel specialisation(s) for this machine; later "
+            "runs load them from the cache. `convtool warmup` compiles all of them ahead of time.\n"
+        )
 
 
 def set_threads(threads: int | None) -> None:
