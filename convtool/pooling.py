@@ -73,7 +73,7 @@ def _serial(small: bool) -> Iterator[None]:
         numba.set_num_threads(n)
 
 
-def _normalize_mode(mode: str) -> str:
+def normalize_mode(mode: str) -> str:
     key = str(mode).strip().lower().replace("-", "").replace("_", "")
     try:
         return _MODE_ALIASES[key]
@@ -431,7 +431,7 @@ def pool(
     >>> pool(x, "stochastic", seed=0).shape
     (2, 2)
     """
-    mode = _normalize_mode(mode)
+    mode = normalize_mode(mode)
     _check_options(mode, mode_options)
     x = _as_float_image(image)
     pad = normalize_pad(pad)

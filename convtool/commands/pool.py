@@ -191,10 +191,10 @@ def run_pool(
     from ..batch import image_batch
     from ..errors import UsageError
     from ..modes import check_positive_int, normalize_pad
-    from ..pooling import _normalize_mode
+    from ..pooling import normalize_mode
     from ._common import set_threads
 
-    mode = _normalize_mode(mode)
+    mode = normalize_mode(mode)
     pad = normalize_pad(pad)
     size = check_positive_int("--size", size)
     if stride is not None:
