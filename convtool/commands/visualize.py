@@ -207,7 +207,8 @@ def visualize(
         maps, labels = _filter_maps(data, kernels, bank, pad, correlate, size, seed)
         sheet = draw_grid(maps, labels, input_image=img.data, **grid_kw)
         _write_png(dest, sheet, compress)
-        typer.echo(f"{dest}: {len(maps)} maps", err=True)
+        plural = "" if len(maps) == 1 else "s"
+        typer.echo(f"{dest}: the input and {len(maps)} map{plural}", err=True)
         return
 
     from ..network import feature_maps, load_net, plan
