@@ -31,17 +31,22 @@ def cli_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        compiled_before = compiled_this_run() if tell_about_compiles else 0
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
         except ConvtoolError as exc:
             print_error(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             print_error("interrupted")
             raise typer.Exit(130) from None
-        finally:
+        except typer.Exit:
             if tell_about_compiles:
-                _note_first_compile()
+                _note_first_compile(compiled_before)
+            raise
+        if tell_about_compiles:
+            _note_first_compile(compiled_before)
+        return result
 
     return wrapper  # type: ignore[return-value]
 
@@ -61,10 +66,14 @@ def compiled_this_run() -> int:
     return misses
 
 
-def _note_first_compile() -> None:
-    """After a run that had to compile (a cold cache), say why it was slow, once."""
-    n = compiled_this_run()
-    if n:
+def _note_first_compile(compiled_before: int) -> None:
+    """After a run that had to compile (a cold cache), say why it was slow.
+
+    Counts only what this command compiled (the counters are per process, and
+    tests run many commands in one process). Only on a terminal, like the
+    progress bar: scripts reading stderr get nothing they did not ask for."""
+    n = compiled_this_run() - compiled_before
+    if n > 0 and sys.stderr.isatty():
         sys.stderr.write(
             f"convtool: note: compiled {n} kernel specialisation(s) for this machine; later "
             "runs load them from the cache. `convtool warmup` compiles all of them ahead of time.\n"
