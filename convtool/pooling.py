@@ -16,8 +16,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .core.indexing import index_map
 from .errors import UsageError
-from .modes import check_positive_int, normalize_pad, pool_output_size
+from .modes import PAD_CODE, check_positive_int, normalize_pad, pool_output_size
 
 __all__ = ["MODES", "fractional_boundaries", "pool", "warmup"]
 
@@ -519,22 +520,8 @@ class _Axis(NamedTuple):
 def _axis(core: Any, n: int, o: int, f: int, s: int, padding: int, pad: str) -> _Axis:
     """Index map of one axis: the pad mode as indices, no padded copy of the image."""
     q = np.arange((o - 1) * s + f, dtype=np.int64) - padding
-    m = q.copy()
-    outside = (q < 0) | (q >= n)
-    if outside.any() and pad != "valid":
-        if pad == "constant":
-            m[outside] = core.FILL
-        elif pad == "replicate":
-            m = np.clip(q, 0, n - 1)
-        elif pad == "reflect":  # cb|abcd|cb, periodic with period 2n - 2
-            period = max(2 * n - 2, 1)
-            r = q % period
-            m = np.where(r >= n, period - r, r)
-        elif pad == "symmetric":  # ba|abcd|dc, period 2n
-            r = q % (2 * n)
-            m = np.where(r >= n, 2 * n - 1 - r, r)
-        else:  # wrap
-            m = q % n
+    # the pad mode as indices, shared with convolution (constant padding -> -1 == FILL)
+    m = index_map(n, -padding, 1, len(q), 1, 1, PAD_CODE[pad])[:, 0]
     m[q >= n + padding] = core.SKIP  # only a ceil-mode window reaches past the padding
     starts = np.arange(o, dtype=np.int64) * s
     count = (np.minimum(starts + f, n + 2 * padding) - starts).astype(np.float64)
