@@ -264,9 +264,12 @@ class KernelDef:
             ),
         )
 
-    def size_text(self) -> str:
-        """Size as the table shows it: the rule and the default shape."""
-        rows, cols = self.build({}).shape
+    def size_text(self, shape: tuple[int, int] | None = None) -> str:
+        """Size as the table shows it: the rule and the default shape.
+
+        ``shape``: the default build's shape when the caller already has it.
+        """
+        rows, cols = shape if shape is not None else self.build({}).shape
         shape = f"{rows}x{cols}"
         return f"{self.size} ({shape})" if self.size else shape
 
@@ -727,7 +730,7 @@ def list_kernels() -> list[dict[str, Any]]:
         rows.append(
             {
                 "name": d.name,
-                "size": d.size_text(),
+                "size": d.size_text(built.shape),
                 "parameters": [
                     {"name": p.name, "type": p.type.__name__, "default": p.default, "help": p.help}
                     for p in d.params
