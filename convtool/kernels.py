@@ -338,7 +338,7 @@ def _gaussian(sigma: float, size: int | None) -> np.ndarray:
 
 
 def _sharpen(amount: float) -> np.ndarray:
-    return _identity(3) - amount * np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float64)
+    return _identity(3) - amount * _LAPLACIAN[4]
 
 
 def _unsharp(sigma: float, amount: float, size: int | None) -> np.ndarray:
