@@ -83,7 +83,7 @@ import numpy as np
 
 from .core.indexing import index_map
 from .errors import UsageError
-from .modes import PAD_CODE, check_positive_int, conv_output_size, normalize_pad
+from .modes import PAD_CODE, check_positive_int, conv_output_size, normalize_pad, pad_before_after
 
 __all__ = ["COST", "METHODS", "COMBINES", "choose_method", "convolve", "filter_bank", "warmup"]
 
@@ -337,15 +337,16 @@ def _correlate(
     ow = conv_output_size(wd, kw, stride=stride, dilation=dilation, pad=mode, axis="width")
     # orient as a correlation and anchor: the tap (K//2, L//2) of the given kernel
     # sits on the output pixel, for convolution after rotating by 180 degrees.
+    # rpad, cpad: (before, after) reach of each axis; rotating swaps the sides.
+    rpad, cpad = pad_before_after(kh, dilation), pad_before_after(kw, dilation)
     if correlate:
         wc = w
-        top, left = kh // 2, kw // 2
     else:
         wc = np.ascontiguousarray(w[::-1, ::-1])
-        top, left = kh - 1 - kh // 2, kw - 1 - kw // 2
+        rpad, cpad = rpad[::-1], cpad[::-1]
     if mode == "valid":
-        top = left = 0
-    top, left = dilation * top, dilation * left
+        rpad = cpad = (0, 0)
+    top, left = rpad[0], cpad[0]
     code = PAD_CODE[mode]
     cval32 = np.float32(cval)
 
@@ -393,10 +394,7 @@ def _correlate(
     out = np.empty((oh, fw * nch), dtype=np.float32)
     if method == "separable":
         u, v = factors
-        padded = mode != "valid"
-        right = dilation * (kw - 1) - left if padded else 0
-        lpad = left if padded else 0
-        ext = index_map(wd, -lpad, 1, wd + lpad + right, 1, 1, code)[:, 0]
+        ext = index_map(wd, -left, 1, wd + left + cpad[1], 1, 1, code)[:, 0]
         nblocks = max(1, min(oh, 64))
         # output rows whose source rows all lie inside the image (fused vertical pass)
         ilo = min(oh, -(-top // stride))
@@ -408,7 +406,7 @@ def _correlate(
         if symv:
             v = ((v + v[::-1]) / 2).astype(np.float32)
         conv.separable(
-            flat, nch, u, v, symu, symv, rmap, ilo, ihi, ext, cval32, lpad, dilation, out, nblocks
+            flat, nch, u, v, symu, symv, rmap, ilo, ihi, ext, cval32, left, dilation, out, nblocks
         )
     else:
         cmap = index_map(wd, -left, 1, fw, kw, dilation, code)
