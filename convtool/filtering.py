@@ -384,7 +384,7 @@ def _correlate(
 
     flat = img.reshape(h, wd * nch)
     if method == "fft":
-        return _fft(img, wc, mode, cval32, stride, dilation, top, left, oh, ow, threads)
+        return _fft(img, wc, code, cval32, stride, dilation, rpad, cpad, oh, ow, threads)
 
     # Rows are sampled by stride through the row map; columns are computed at
     # full resolution (vectorised) and sampled afterwards, which is several
@@ -418,7 +418,7 @@ def _correlate(
     return out.reshape((oh, ow, nch) if img.ndim == 3 else (oh, ow))
 
 
-def _fft(img, wc, mode, cval32, stride, dilation, top, left, oh, ow, threads):
+def _fft(img, wc, code, cval32, stride, dilation, rpad, cpad, oh, ow, threads):
     from .core.conv_fft import fft_correlate_plane
 
     h, wd = img.shape[0], img.shape[1]
@@ -428,13 +428,9 @@ def _fft(img, wc, mode, cval32, stride, dilation, top, left, oh, ow, threads):
         wd_[::dilation, ::dilation] = wc
     else:
         wd_ = wc
-    code = PAD_CODE[mode]
-    if mode == "valid":
-        rows = np.arange(h)
-        cols = np.arange(wd)
-    else:
-        rows = index_map(h, -top, 1, h + wd_.shape[0] - 1, 1, 1, code)[:, 0]
-        cols = index_map(wd, -left, 1, wd + wd_.shape[1] - 1, 1, 1, code)[:, 0]
+    # the exactly padded frame (valid: the image itself, no padding)
+    rows = index_map(h, -rpad[0], 1, h + sum(rpad), 1, 1, code)[:, 0]
+    cols = index_map(wd, -cpad[0], 1, wd + sum(cpad), 1, 1, code)[:, 0]
     nthreads = threads or _default_threads() or 1
     if img.ndim == 2:
         res = fft_correlate_plane(img, wd_, rows, cols, float(cval32), stride, nthreads)
