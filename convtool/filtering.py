@@ -195,8 +195,10 @@ def _rank1(w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     if w.shape[0] == 1 or w.shape[1] == 1:
         return None
     u_, s, vt = np.linalg.svd(w.astype(np.float64))
-    if s[0] == 0.0 or s[1] > RANK1_RTOL * s[0]:
-        return None if s[0] != 0.0 else (np.zeros(w.shape[0]), np.zeros(w.shape[1]))
+    if s[0] == 0.0:  # all zero: float32 factors like any other (no new Numba signature)
+        return np.zeros(w.shape[0], np.float32), np.zeros(w.shape[1], np.float32)
+    if s[1] > RANK1_RTOL * s[0]:
+        return None
     root = math.sqrt(s[0])
     return (u_[:, 0] * root).astype(np.float32), (vt[0] * root).astype(np.float32)
 
