@@ -107,6 +107,17 @@ def test_separable_refuses_a_rank2_kernel():
         convolve(np.ones((9, 9)), [[1, 2], [3, 4]], method="separable")
 
 
+def test_all_zero_kernel_on_the_separable_path_keeps_float32_factors():
+    from convtool.core import conv
+
+    img = np.ones((20, 20), np.float32)
+    convolve(img, np.ones((11, 11), np.float32), method="separable")
+    before = len(conv.separable.signatures)
+    out = convolve(img, np.zeros((11, 11), np.float32), method="separable")
+    assert not out.any()
+    assert len(conv.separable.signatures) == before  # no float64 specialisation
+
+
 def test_auto_uses_numpy_until_numba_pays_for_itself():
     """Without Numba loaded, small jobs run on numpy (no import); once their
     estimated total passes Numba's start-up cost, Numba is loaded and used."""
