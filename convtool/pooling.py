@@ -559,18 +559,7 @@ def _lp(
     if p <= 8:
         xq = (np.abs(x) / np.float32(scale)) ** np.float32(p)
         out = np.empty((oh, ow), dtype=np.float32)
-        _reduce(
-            core,
-            xq.astype(np.float32, copy=False),
-            out,
-            core.OP_SUM,
-            f,
-            s,
-            padding,
-            rows,
-            cols,
-            fill,
-        )
+        _reduce(core, xq, out, core.OP_SUM, f, s, padding, rows, cols, fill)
         return (out * np.float32(f * f)) ** np.float32(1.0 / p) * np.float32(scale)
     # the padded image through the index maps; SKIP (ceil overhang) contributes 0
     rmap, cmap = rows.map, cols.map
