@@ -535,10 +535,10 @@ def convolve(
     --------
     >>> import numpy as np
     >>> img = np.arange(25, dtype=np.float32).reshape(5, 5)
-    >>> convolve(img, np.ones((3, 3)) / 9, pad="valid")
-    array([[ 6.,  7.,  8.],
-           [11., 12., 13.],
-           [16., 17., 18.]], dtype=float32)
+    >>> convolve(img, np.ones((3, 3)), pad="valid")  # window sums
+    array([[ 54.,  63.,  72.],
+           [ 99., 108., 117.],
+           [144., 153., 162.]], dtype=float32)
     >>> convolve(img, [[1, 0, -1]], correlate=True, stride=2).shape
     (3, 3)
     """
