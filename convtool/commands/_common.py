@@ -80,6 +80,19 @@ def _note_first_compile(compiled_before: int) -> None:
         )
 
 
+#: ``--scale`` choices of the image commands (``auto`` is resolved per command).
+SCALES = ("auto", "clip", "abs", "normalize", "offset", "raw")
+
+
+def check_scale(scale: str) -> str:
+    """Reject an unknown ``--scale`` before any pixel is read."""
+    if scale not in SCALES:
+        from ..errors import UsageError
+
+        raise UsageError(f"unknown --scale {scale!r}: use {', '.join(SCALES)}")
+    return scale
+
+
 def set_threads(threads: int | None) -> None:
     """Apply ``--threads`` to Numba (imports numba, so call it only when computing)."""
     if threads is None:

@@ -11,7 +11,6 @@ import typer
 from ._common import cli_errors
 
 COMBINES = ("magnitude", "max", "sum", "stack")
-SCALES = ("auto", "clip", "abs", "normalize", "offset", "raw")
 
 HELP = """\
 Convolve images with a kernel (true convolution, as scipy.ndimage.convolve;
@@ -193,15 +192,14 @@ def run_convolve(
     from ..errors import UsageError
     from ..kernels import resolve
     from ..modes import check_positive_int, normalize_pad
-    from ._common import set_threads
+    from ._common import check_scale, set_threads
 
     pad = normalize_pad(pad)
     stride = check_positive_int("--stride", stride)
     dilation = check_positive_int("--dilation", dilation)
     if combine is not None and combine not in COMBINES:
         raise UsageError(f"unknown --combine {combine!r}: use {', '.join(COMBINES)}")
-    if scale not in SCALES:
-        raise UsageError(f"unknown --scale {scale!r}: use {', '.join(SCALES)}")
+    check_scale(scale)
     specs = [resolve(k) for k in kernel_specs]
     if not specs:
         raise UsageError("give a kernel with -k (e.g. -k sobel); `convtool kernels` lists them")

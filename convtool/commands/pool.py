@@ -43,8 +43,6 @@ symmetric, wrap with --padding P on every side (default F//2, at most F//2).
 {index}. Exit codes: 0 ok, 1 some inputs failed, 2 usage error.
 """
 
-SCALES = ("auto", "clip", "abs", "normalize", "offset", "raw")
-
 
 def pool_command(
     inputs: list[str] = typer.Argument(
@@ -192,15 +190,14 @@ def run_pool(
     from ..errors import UsageError
     from ..modes import check_positive_int, normalize_pad
     from ..pooling import normalize_mode
-    from ._common import set_threads
+    from ._common import check_scale, set_threads
 
     mode = normalize_mode(mode)
     pad = normalize_pad(pad)
     size = check_positive_int("--size", size)
     if stride is not None:
         stride = check_positive_int("--stride", stride)
-    if scale not in SCALES:
-        raise UsageError(f"unknown --scale {scale!r}: use {', '.join(SCALES)}")
+    check_scale(scale)
     options: dict = {}
     if padding is not None:
         options["padding"] = padding
