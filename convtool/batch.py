@@ -518,7 +518,7 @@ def image_batch(
     command: str,
     inputs: Sequence[str],
     output: str | None,
-    compute: Callable[[Any], tuple[Any, Any, str, bool]],
+    compute: Callable[[Any], tuple[Any, Any]],
     gray: bool = False,
     depth: int | None = None,
     fmt: str | None = None,
@@ -531,9 +531,10 @@ def image_batch(
 ) -> int:
     """Run an image -> image command over a batch; return the exit code.
 
-    ``compute(image) -> (result, alpha_or_None, scale, is_stack)`` gets a
-    :class:`convtool.io.Image` and returns the float result, the alpha to
-    write with it, the resolved ``--scale`` and whether it is a stack of maps.
+    ``compute(image) -> (result, alpha_or_None)`` gets a
+    :class:`convtool.io.Image` and returns the float result and the alpha to
+    write with it; ``scale`` is the resolved ``--scale`` and ``stack`` says
+    whether the result is a stack of maps.
     Every check that needs no pixels (output names, formats, depth, compress)
     runs before the first file is read.
     """
@@ -575,11 +576,10 @@ def image_batch(
         return read_image(job.input, gray=gray)
 
     def run(job: Job, image):
-        result, alpha, scale, is_stack = compute(image)
-        return image, result, alpha, scale, is_stack
+        return (image, *compute(image))
 
     def write(job: Job, payload) -> dict[str, Any]:
-        image, result, alpha, scale, is_stack = payload
+        image, result, alpha = payload
         kind = kinds[job.output]
         src = image.depth if image.depth in (8, 16) else None
         out_depth = depth if depth is not None else (src or 8)
@@ -593,7 +593,7 @@ def image_batch(
             scale=scale,
             fmt=kind,
             compress=compress,
-            stack=is_stack,
+            stack=stack,
             source_depth=src,
         )
         file_dtype = "float32" if kind in RAW_FORMATS else f"uint{out_depth}"

@@ -246,7 +246,7 @@ def run_convolve(
             kshape=kshape,
             flip=not correlate,
         )
-        return result, alpha, used_scale, is_stack
+        return result, alpha
 
     return image_batch(
         command="convolve",

@@ -228,17 +228,17 @@ def run_pool(
 
         data, alpha = image.data, image.alpha
         if alpha is None:
-            return pooling.pool(data, seed=seed, **kwargs), None, used_scale, False
+            return pooling.pool(data, seed=seed, **kwargs), None
         if mode == "lp":
             result = pooling.pool(data, seed=seed, **kwargs)
             alpha_kwargs = {k: v for k, v in kwargs.items() if k != "p"}
             alpha_kwargs["mode"] = "avg"
-            return result, pooling.pool(alpha, **alpha_kwargs), used_scale, False
+            return result, pooling.pool(alpha, **alpha_kwargs)
         # one call: the alpha channel gets the same windows (and fractional regions)
         stacked = np.dstack([data, alpha])
         out = pooling.pool(stacked, seed=seed, **kwargs)
         colour = out[..., 0] if data.ndim == 2 else out[..., :-1]
-        return np.ascontiguousarray(colour), out[..., -1], used_scale, False
+        return np.ascontiguousarray(colour), out[..., -1]
 
     return image_batch(
         command="pool",
