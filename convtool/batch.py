@@ -284,7 +284,7 @@ def default_jobs(n_items: int) -> int:
     return max(1, min(n_items, 3, (os.cpu_count() or 1) + 1))
 
 
-def _progress(total: int, enabled: bool):
+def _progress(enabled: bool):
     if not enabled:
         return None
     from rich.console import Console
@@ -406,7 +406,7 @@ def run_batch(
 
     old_term = _interrupt_on_sigterm()
     show = (not quiet) and sys.stderr.isatty()
-    progress = _progress(total, show)
+    progress = _progress(show)
     task = None
     if progress is not None:
         progress.start()
