@@ -538,7 +538,7 @@ def image_batch(
     Every check that needs no pixels (output names, formats, depth, compress)
     runs before the first file is read.
     """
-    from .io import RAW_FORMATS, output_format, read_image, write_image
+    from .io import EIGHT_BIT_FORMATS, RAW_FORMATS, output_format, read_image, write_image
 
     if depth is not None and depth not in (8, 16):
         raise UsageError(f"--depth must be 8 or 16, got {depth}")
@@ -568,7 +568,7 @@ def image_batch(
                 "write a .npy or .tif/.tiff file, or choose another --scale"
             )
     if depth == 16:
-        bad = [o for o, k in kinds.items() if k in ("jpeg", "bmp", "webp")]
+        bad = [o for o, k in kinds.items() if k in EIGHT_BIT_FORMATS]
         if bad:
             raise UsageError(f"{bad[0]}: this format holds 8 bits; use .png for --depth 16")
 
@@ -583,7 +583,7 @@ def image_batch(
         kind = kinds[job.output]
         src = image.depth if image.depth in (8, 16) else None
         out_depth = depth if depth is not None else (src or 8)
-        if kind in ("jpeg", "bmp", "webp"):
+        if kind in EIGHT_BIT_FORMATS:
             out_depth = 8
         write_image(
             job.output,
