@@ -32,7 +32,8 @@ _DTYPES = {8: np.uint8, 16: np.uint16}
 
 def _finite_range(values: np.ndarray) -> tuple[float, float] | None:
     """Min and max over the finite values, or None if there are none."""
-    finite = values[np.isfinite(values)] if not np.isfinite(values).all() else values
+    mask = np.isfinite(values)
+    finite = values if mask.all() else values[mask]
     if finite.size == 0:
         return None
     return float(finite.min()), float(finite.max())
