@@ -302,7 +302,7 @@ def read_image(source: str | os.PathLike, *, gray: bool = False) -> Image:
     """
     name = _display_name(source)
     opened = _open_bytes(source, name)
-    if _is_npy(opened):
+    if _is_npy(opened, name):
         return _read_npy(opened, name, gray)
     im = _decode(opened, name)
     try:
@@ -317,11 +317,14 @@ def read_image(source: str | os.PathLike, *, gray: bool = False) -> Image:
     return Image(data=data, alpha=alpha, depth=depth, mode=mode, name=name)
 
 
-def _is_npy(opened: _io.BytesIO | str) -> bool:
+def _is_npy(opened: _io.BytesIO | str, name: str) -> bool:
     if isinstance(opened, _io.BytesIO):
         return opened.getbuffer()[:6].tobytes() == b"\x93NUMPY"
-    with open(opened, "rb") as fh:
-        return fh.read(6) == b"\x93NUMPY"
+    try:
+        with open(opened, "rb") as fh:
+            return fh.read(6) == b"\x93NUMPY"
+    except OSError as exc:  # e.g. no read permission: a user error, not a traceback
+        raise InputError(f"{name}: cannot read it ({exc.strerror or exc})") from None
 
 
 def _read_npy(opened: _io.BytesIO | str, name: str, gray: bool) -> Image:
