@@ -18,8 +18,7 @@ _STEPS = (
     ("filtering", "convtool.filtering", "warmup"),
     ("pooling", "convtool.pooling", "warmup"),
     ("detection", "convtool.detection", "warmup"),
-    ("network", "convtool.network", "warmup"),
-)
+)  # network has no kernels of its own: it runs on filtering and pooling
 
 
 def _cache_location() -> str:
