@@ -108,3 +108,38 @@ def set_threads(threads: int | None) -> None:
 
         raise UsageError(f"--threads must be >= 1, got {threads}")
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+# Options shared by every command that turns images into images (convolve,
+# pool): one definition, so their names, letters and help read the same.
+GRAY_OPTION = typer.Option(False, "--gray", "-g", help="Convert to luminance first.")
+DEPTH_OPTION = typer.Option(
+    None,
+    "--depth",
+    help="Output bits per sample, 8 or 16 (PNG). Default: the input's.",
+    show_default=False,
+)
+OUTPUT_OPTION = typer.Option(
+    None, "-o", "--output", help="Output file, -, DIR/ or template.", show_default=False
+)
+FORMAT_OPTION = typer.Option(
+    None,
+    "--format",
+    "-f",
+    help="Output format (png, jpg, tif, bmp, webp, npy); default from the extension.",
+    show_default=False,
+)
+COMPRESS_OPTION = typer.Option(
+    None,
+    "--compress",
+    help="PNG zlib level 0..9 (default 1: fast, files a little larger).",
+    show_default=False,
+)
+JOBS_OPTION = typer.Option(
+    None, "--jobs", "-j", help="Files in flight at once.", show_default=False
+)
+THREADS_OPTION = typer.Option(
+    None, "--threads", "-t", help="Compute threads (Numba).", show_default=False
+)
+QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+JSON_OPTION = typer.Option(False, "--json", help="One JSON object per output on stdout.")

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import typer
 
-from ._common import cli_errors
+from ._common import (
+    COMPRESS_OPTION,
+    DEPTH_OPTION,
+    FORMAT_OPTION,
+    GRAY_OPTION,
+    JOBS_OPTION,
+    JSON_OPTION,
+    OUTPUT_OPTION,
+    QUIET_OPTION,
+    THREADS_OPTION,
+    cli_errors,
+)
 
 HELP = """\
 Pool (subsample) images with an F x F window and stride S, channel by channel:
@@ -90,34 +101,15 @@ def pool_command(
         "--scale",
         help="To 8/16 bits: auto (clip; lp: normalize)|clip|abs|normalize|offset|raw.",
     ),
-    gray: bool = typer.Option(False, "--gray", "-g", help="Convert to luminance first."),
-    depth: int | None = typer.Option(
-        None,
-        "--depth",
-        help="Output bits per sample, 8 or 16 (PNG). Default: the input's.",
-        show_default=False,
-    ),
-    output: str | None = typer.Option(
-        None, "-o", "--output", help="Output file, -, DIR/ or template.", show_default=False
-    ),
-    fmt: str | None = typer.Option(
-        None,
-        "--format",
-        "-f",
-        help="Output format (png, jpg, tif, bmp, webp, npy); default from the extension.",
-        show_default=False,
-    ),
-    compress: int | None = typer.Option(
-        None, "--compress", help="PNG zlib level 0..9 (default 1).", show_default=False
-    ),
-    jobs: int | None = typer.Option(
-        None, "--jobs", "-j", help="Files in flight at once.", show_default=False
-    ),
-    threads: int | None = typer.Option(
-        None, "--threads", "-t", help="Compute threads (Numba).", show_default=False
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    json_lines: bool = typer.Option(False, "--json", help="One JSON object per output on stdout."),
+    gray: bool = GRAY_OPTION,
+    depth: int | None = DEPTH_OPTION,
+    output: str | None = OUTPUT_OPTION,
+    fmt: str | None = FORMAT_OPTION,
+    compress: int | None = COMPRESS_OPTION,
+    jobs: int | None = JOBS_OPTION,
+    threads: int | None = THREADS_OPTION,
+    quiet: bool = QUIET_OPTION,
+    json_lines: bool = JSON_OPTION,
 ) -> None:
     code = run_pool(
         inputs,
