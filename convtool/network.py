@@ -1032,11 +1032,6 @@ def feature_maps(image: np.ndarray, net: Net | str | os.PathLike) -> list[tuple[
     if not np.all(np.isfinite(x)):
         raise UsageError("the image contains NaN or infinity")
     layers = plan(net, x.shape)
-    if any(layer.kind == "pool" for layer in layers):
-        # Pooling runs on Numba, so the process pays its start-up anyway; load it
-        # first so that convolutions take the compiled paths, not the numpy path
-        # convtool.filtering uses while Numba is not loaded.
-        import convtool.core.pool  # noqa: F401
     if net.input_scale != 1.0:
         x = x * np.float32(net.input_scale)
     results: list[tuple[Layer, np.ndarray]] = []
