@@ -688,11 +688,12 @@ def filter_bank(
     return _combine(responses, how)
 
 
-def warmup() -> None:
+def warmup(methods: Sequence[str] = ("direct", "separable")) -> None:
     """Compile (or load from the cache) every Numba kernel this module uses.
 
-    Two parallel drivers (direct, separable) for float32 and uint8 images;
-    every kernel size and stride goes through the same compiled code.
+    Two drivers (direct, separable) for float32 and uint8 images; every
+    kernel size and stride goes through the same compiled code. ``methods``:
+    only these drivers (``convtool warmup`` compiles them in separate processes).
 
     Examples
     --------
@@ -700,7 +701,6 @@ def warmup() -> None:
     """
 
     w = np.ones((3, 3), np.float32)
-    for dtype in (np.float32, np.uint8):
-        img = np.zeros((12, 12), dtype)
-        for method in ("direct", "separable"):
-            convolve(img, w, method=method)
+    for method in methods:
+        for dtype in (np.float32, np.uint8):
+            convolve(np.zeros((12, 12), dtype), w, method=method)

@@ -238,8 +238,9 @@ def find_peaks(score, threshold, sign):
                 if k == ys.shape[0]:
                     ys2 = np.empty(2 * k, np.int64)
                     xs2 = np.empty(2 * k, np.int64)
-                    ys2[:k] = ys
-                    xs2[:k] = xs
+                    for q in range(k):  # element by element: a slice assignment would
+                        ys2[q] = ys[q]  # compile Numba's shape-mismatch message (unicode
+                        xs2[q] = xs[q]  # formatting, ~2 s of first-run compile)
                     ys = ys2
                     xs = xs2
                 ys[k] = y
