@@ -188,6 +188,8 @@ def kernels_show(
 
 
 def _fmt_number(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
