@@ -88,12 +88,10 @@ def to_depth(array: np.ndarray, scale: str = "clip", depth: int = 8) -> np.ndarr
     if values.dtype != np.float32 and values.dtype != np.float64:
         values = values.astype(np.float32)
     out = np.empty(values.shape, dtype=values.dtype)  # one work buffer, ops in place
-    finite = True
-    if scale in ("normalize", "offset") or values.dtype.kind == "f":
+    if scale in ("normalize", "offset"):
         with np.errstate(invalid="ignore"):
             lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
-        finite = np.isfinite(lo) and np.isfinite(hi)
-        if not finite and scale in ("normalize", "offset"):
+        if not (np.isfinite(lo) and np.isfinite(hi)):
             bounds = _finite_range(values)
             lo, hi = bounds if bounds is not None else (0.0, 0.0)
     if scale == "clip":
@@ -117,7 +115,9 @@ def to_depth(array: np.ndarray, scale: str = "clip", depth: int = 8) -> np.ndarr
             np.multiply(values, mid / reach, out=out)
             np.add(out, mid, out=out)
         np.rint(out, out=out)
-    np.clip(out, 0.0, top, out=out)
-    if not finite:
+    np.clip(out, 0.0, top, out=out)  # infinities end at 0 or top; NaN stays NaN
+    # one reduction finds a NaN (the clipped values cannot sum to inf): cheaper
+    # than the min and max a range needs, and clip/abs need no range
+    if not np.isfinite(out.sum()):
         np.nan_to_num(out, copy=False, nan=0.0)
     return out.astype(_DTYPES[depth])

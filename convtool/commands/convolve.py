@@ -194,19 +194,15 @@ def run_convolve(
         raise UsageError("give a kernel with -k (e.g. -k sobel); `convtool kernels` lists them")
     set_threads(threads)
 
-    single = len(specs) == 1 and combine is None
-    if single:
-        spec = specs[0]
-        is_stack = False
-        auto_scale = spec.scale
-    else:
-        weights = [w for s in specs for w in s.weights]
-        bank_combine = combine or "magnitude"
-        if len(weights) == 1 and bank_combine != "stack":
-            single, spec, is_stack, auto_scale = True, specs[0], False, specs[0].scale
-        else:
-            is_stack = bank_combine == "stack"
-            auto_scale = _bank_scale(specs, bank_combine)
+    # One kernel spec runs as itself (its own combine rule: sobel's magnitude,
+    # kirsch's max) unless --combine overrides a spec that has several weights;
+    # everything else is a bank of all the weights.
+    weights = [w for s in specs for w in s.weights]
+    single = len(specs) == 1 and (combine is None or (len(weights) == 1 and combine != "stack"))
+    spec = specs[0]
+    bank_combine = combine or "magnitude"
+    is_stack = not single and bank_combine == "stack"
+    auto_scale = spec.scale if single else _bank_scale(specs, bank_combine)
     used_scale = auto_scale if scale == "auto" else scale
     kshape = tuple(max(w.shape[i] for s in specs for w in s.weights) for i in (0, 1))
     options = dict(

@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
     )
     sub.callback(invoke_without_command=True)(kernels_list)
     sub.command("show", help=SHOW_HELP + SPEC_GRAMMAR)(kernels_show)
-    app.add_typer(sub)
+    app.add_typer(sub, short_help="List the built-in kernels; `kernels show SPEC` draws one.")
 
 
 @cli_errors
