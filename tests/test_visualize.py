@@ -198,3 +198,24 @@ def test_png_writer_round_trips_through_pillow():
         with Image.open(io.BytesIO(encode_png(rgb, level, row_filter="none"))) as im:
             assert im.mode == "RGB"
             np.testing.assert_array_equal(np.asarray(im), rgb)
+
+
+def test_input_size_crops_and_says_what_it_did(tmp_path, small_rgb):
+    outdir = tmp_path / "pre"
+    res = run("visualize", small_rgb, "--layers", "abs", "--input-size", "40x32", "--mean",
+              "imagenet", "--std", "imagenet", "--summary", "-o", outdir)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "3×40×32" in res.output
+    assert "resize 45x45, crop 40x32, values 0..1, mean 0.485,0.456,0.406" in res.output
+    res = run("visualize", small_rgb, "--layers", "abs", "--resize", "20", "--input-size", "32",
+              "-o", tmp_path / "bad")  # fmt: skip
+    assert res.exit_code == 2
+    assert "resize to 20x20 is smaller than the input size 32x32" in one_error_line(res)
+    assert not (tmp_path / "bad").exists()
+    for args in (("--pixel-range", "2"), ("--mean", "1,2"), ("--input-size", "0")):
+        res = run("visualize", small_rgb, "--layers", "abs", *args, "-o", tmp_path / "bad")
+        assert res.exit_code == 2, args
+        one_error_line(res)
+    res = run("visualize", small_rgb, "-k", "sobel", "--mean", "imagenet", "-o", tmp_path / "k.png")
+    assert res.exit_code == 2
+    assert "--mean prepares the input of a network" in one_error_line(res)
