@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UsageError
-from .onnx_ops import OPS
+from .onnx_ops import ONNX_OPS
 
 MIN_OPSET = 11
 INSTALL_HINT = "pip install 'convtool[onnx]'"
@@ -97,8 +97,8 @@ def _onnx():
 
 
 def call(node: OnnxNode, inputs: list, opset: int) -> list[np.ndarray]:
-    """Run one node through :data:`convtool.onnx_ops.OPS`, naming it in errors."""
-    fn = OPS.get(node.op_type)
+    """Run one node through :data:`convtool.onnx_ops.ONNX_OPS`, naming it in errors."""
+    fn = ONNX_OPS.get(node.op_type)
     if fn is None:
         raise UsageError(unsupported(node.op_type, node.name))
     try:
@@ -109,7 +109,8 @@ def call(node: OnnxNode, inputs: list, opset: int) -> list[np.ndarray]:
 
 
 def unsupported(op_type: str, name: str) -> str:
-    return f"node {name}: operator {op_type} is not supported; supported: {', '.join(sorted(OPS))}"
+    supported = ", ".join(sorted(ONNX_OPS))
+    return f"node {name}: operator {op_type} is not supported; supported: {supported}"
 
 
 def _attrs(onnx: Any, node: Any) -> dict[str, Any]:
@@ -324,7 +325,7 @@ def read_onnx(
             queue.extendleft(reversed(_inline_if(onnx, node, constants[cond])))
             folded += 1
             continue
-        if node.op_type not in OPS:
+        if node.op_type not in ONNX_OPS:
             raise UsageError(f"{path}: " + unsupported(node.op_type, node.name))
         if node.op_type in ("Shape", "Size") and depends:
             src = node.inputs[0]

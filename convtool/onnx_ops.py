@@ -13,7 +13,7 @@ attributes to inputs...), ``n_outputs`` the number of outputs the node
 declares. Values keep ONNX's layout (N, C, spatial...), so a caller's arrays
 are what any ONNX runtime would see.
 
-:data:`OPS` maps each ONNX type name to its function. Heavy operators call
+:data:`ONNX_OPS` maps each ONNX type name to its function. Heavy operators call
 convtool's own kernels: 2-D Conv runs :func:`convtool.conv2d.conv2d`; MaxPool
 and AveragePool run :func:`convtool.pooling.pool` whenever the window fits its
 geometry (square window, one stride, symmetric padding of at most half the
@@ -49,15 +49,15 @@ ONNX_DTYPES: dict[int, Any] = {
     13: np.uint64,
 }
 
-OPS: dict[str, Op] = {}
+ONNX_OPS: dict[str, Op] = {}
 
 
 def register(*names: str) -> Callable[[Op], Op]:
-    """Add a function to :data:`OPS` under one or more ONNX type names."""
+    """Add a function to :data:`ONNX_OPS` under one or more ONNX type names."""
 
     def deco(fn: Op) -> Op:
         for name in names:
-            OPS[name] = fn
+            ONNX_OPS[name] = fn
         return fn
 
     return deco

@@ -1,7 +1,7 @@
 """Every ONNX operator against onnxruntime on single-node models.
 
 Each case builds a one-node model with ``onnx.helper`` (all inputs as graph
-inputs), runs it in onnxruntime and through :data:`convtool.onnx_ops.OPS`,
+inputs), runs it in onnxruntime and through :data:`convtool.onnx_ops.ONNX_OPS`,
 and requires max abs error <= 1e-4 of the largest value (exact for integer
 shape arithmetic).
 """
@@ -18,7 +18,7 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper  # noqa: E402
 
 from convtool.errors import UsageError  # noqa: E402
-from convtool.onnx_ops import OPS, _fast_pool, _pool_nd  # noqa: E402
+from convtool.onnx_ops import ONNX_OPS, _fast_pool, _pool_nd  # noqa: E402
 
 _NP2ONNX = {
     np.dtype(np.float32): TensorProto.FLOAT,
@@ -61,7 +61,7 @@ def check(op, inputs, attrs=None, opset=13, n_outputs=1):
         k: onnx.numpy_helper.to_array(v) if isinstance(v, onnx.TensorProto) else v
         for k, v in attrs.items()
     }
-    got = OPS[op](list(inputs), ours_attrs, opset, n_outputs)
+    got = ONNX_OPS[op](list(inputs), ours_attrs, opset, n_outputs)
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
         g = np.asarray(g)
@@ -347,7 +347,7 @@ def test_identity_dropout_constant():
     check("Dropout", [x], opset=13, n_outputs=2)
     tensor = helper.make_tensor("v", TensorProto.FLOAT, [2], [1.5, -2.0])
     want = _ort_run("Constant", [], {"value": tensor}, 13, 1)[0]
-    got = OPS["Constant"]([], {"value": onnx.numpy_helper.to_array(tensor)}, 13, 1)[0]
+    got = ONNX_OPS["Constant"]([], {"value": onnx.numpy_helper.to_array(tensor)}, 13, 1)[0]
     np.testing.assert_array_equal(got, want)
     check("Constant", [], {"value_ints": [1, 2]}, opset=13)
     check("Constant", [], {"value_float": 2.5}, opset=13)
@@ -393,8 +393,9 @@ def test_shape_arithmetic():
 
 def test_bad_attributes_are_usage_errors():
     with pytest.raises(UsageError, match="pads"):
-        OPS["Conv"]([rnd(1, 1, 5, 5), rnd(1, 1, 3, 3)], {"pads": [1, 1]}, 13, 1)
+        ONNX_OPS["Conv"]([rnd(1, 1, 5, 5), rnd(1, 1, 3, 3)], {"pads": [1, 1]}, 13, 1)
     with pytest.raises(UsageError, match="Split"):
-        OPS["Split"]([rnd(1, 6), i64(2, 2)], {"axis": 1}, 13, 2)
+        ONNX_OPS["Split"]([rnd(1, 6), i64(2, 2)], {"axis": 1}, 13, 2)
     with pytest.raises(UsageError, match="training"):
-        OPS["BatchNormalization"]([rnd(1, 2, 3, 3)] + [rnd(2)] * 4, {"training_mode": 1}, 15, 1)
+        bn = ONNX_OPS["BatchNormalization"]
+        bn([rnd(1, 2, 3, 3)] + [rnd(2)] * 4, {"training_mode": 1}, 15, 1)
