@@ -255,6 +255,15 @@ def _fit_size(h: int, w: int, max_side: int | None, min_side: int) -> tuple[int,
     return h, w
 
 
+def _fit_tile(h: int, w: int, tile: int) -> tuple[int, int]:
+    """Display size in a ``tile`` square: the largest integer upscale that fits, else reduced."""
+    s = tile / max(h, w)
+    if s >= 1:
+        f = int(s)
+        return h * f, w * f
+    return max(1, min(tile, round(h * s))), max(1, min(tile, round(w * s)))
+
+
 def _input_rgb(image: np.ndarray, h: int, w: int) -> np.ndarray:
     """The input image as uint8 RGB fitted (aspect kept, centred) in an h x w cell."""
     arr = np.asarray(image)
@@ -307,6 +316,40 @@ def _ellipsize(draw, text: str, font, width: int) -> str:
     return text + "…"
 
 
+def _canvas(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A background-filled RGBX sheet and the same memory seen as one uint32 word per pixel.
+
+    Tiles land in the words with contiguous copies (see :func:`_paint`).
+    """
+    canvas4 = np.zeros((height, width, 4), dtype=np.uint8)
+    canvas4[..., :3] = BACKGROUND
+    return canvas4, canvas4.view(np.uint32)[..., 0]
+
+
+def _paint(
+    words: np.ndarray, top: int, left: int, cell: tuple[int, int], a: np.ndarray,
+    style: TileStyle, size: tuple[int, int],
+) -> None:  # fmt: skip
+    """Draw map ``a`` resized to ``size``, coloured by ``style``, centred in a cell."""
+    ah, aw = size
+    oy, ox = top + (cell[0] - ah) // 2, left + (cell[1] - aw) // 2
+    words[oy : oy + ah, ox : ox + aw] = colormaps.apply_packed(
+        _resize(a, ah, aw), style.cmap, style.lo, style.hi
+    )
+
+
+def _finish(canvas4: np.ndarray, texts: Sequence[tuple[int, int, str, int, str]]) -> np.ndarray:
+    """The sheet as uint8 RGB with its texts (x, y, text, max width, anchor) drawn."""
+    from PIL import Image, ImageDraw
+
+    img = Image.fromarray(np.ascontiguousarray(canvas4[..., :3]))
+    draw = ImageDraw.Draw(img)
+    font = _font()
+    for x, y, text, maxw, anchor in texts:
+        draw.text((x, y), _ellipsize(draw, text, font, maxw), fill=TEXT, font=font, anchor=anchor)
+    return np.asarray(img)
+
+
 def grid(
     maps: np.ndarray | Sequence[np.ndarray],
     labels: Sequence[str] | None = None,
@@ -356,8 +399,6 @@ def grid(
     >>> grid(maps, ["eye", "minus eye"], cols=2).shape[2]
     3
     """
-    from PIL import Image, ImageDraw
-
     arrays = _as_maps(maps)
     labels = [str(i) for i in range(len(arrays))] if labels is None else [str(s) for s in labels]
     if len(labels) != len(arrays):
@@ -373,13 +414,8 @@ def grid(
         n, th, tw, cols=cols, gutter=gutter, title=bool(title), colorbar=colorbar,
         show_range=show_range,
     )  # fmt: skip
-    font = _font()
     line, bar_h, width = LINE, BAR, lay.width
-    # an RGBX canvas seen as uint32 words: tiles land with contiguous word copies
-    canvas4 = np.zeros((lay.height, lay.width, 4), dtype=np.uint8)
-    canvas4[..., :3] = BACKGROUND
-    canvas = canvas4[..., :3]
-    words = canvas4.view(np.uint32)[..., 0]
+    canvas4, words = _canvas(lay.height, lay.width)
 
     texts: list[tuple[int, int, str, int, str]] = []  # x, y, text, max width, anchor
     if title:
@@ -391,16 +427,12 @@ def grid(
     for (kind, i, label), (ty, x0) in zip(cells, lay.tiles, strict=True):
         texts.append((x0, ty - line + 2, label, tw, "la"))
         if kind == "input":
-            canvas[ty : ty + th, x0 : x0 + tw] = _input_rgb(input_image, th, tw)
+            canvas4[ty : ty + th, x0 : x0 + tw, :3] = _input_rgb(input_image, th, tw)
             continue
         st = tile_styles[i]
         a = arrays[i]
         ah, aw = _fit_size(a.shape[0], a.shape[1], max_tile, min_tile)
-        ah, aw = min(ah, th), min(aw, tw)
-        oy, ox = ty + (th - ah) // 2, x0 + (tw - aw) // 2
-        words[oy : oy + ah, ox : ox + aw] = colormaps.apply_packed(
-            _resize(a, ah, aw), st.cmap, st.lo, st.hi
-        )
+        _paint(words, ty, x0, (th, tw), a, st, (min(ah, th), min(aw, tw)))
         yb = ty + th + 2
         if colorbar:
             ramp = np.linspace(st.lo, st.hi, tw, dtype=np.float32)[None].repeat(bar_h, 0)
@@ -416,11 +448,7 @@ def grid(
             texts.append((x0, yb, lo_t, tw // 2, "la"))
             texts.append((x0 + tw, yb, hi_t, tw // 2, "ra"))
 
-    img = Image.fromarray(np.ascontiguousarray(canvas))
-    draw = ImageDraw.Draw(img)
-    for x, y, text, maxw, anchor in texts:
-        draw.text((x, y), _ellipsize(draw, text, font, maxw), fill=TEXT, font=font, anchor=anchor)
-    return np.asarray(img)
+    return _finish(canvas4, texts)
 
 
 def overview(
@@ -456,11 +484,8 @@ def overview(
     >>> sheet.ndim, sheet.dtype.name
     (3, 'uint8')
     """
-    from PIL import Image, ImageDraw
-
     if max_maps < 1 or tile < 8:
         raise UsageError("overview needs max_maps >= 1 and tile >= 8")
-    font = _font()
     line = LINE
     entries: list[tuple[str, list[np.ndarray] | None]] = []
     if input_image is not None:
@@ -471,37 +496,25 @@ def overview(
     width = ncols * tile + (ncols + 1) * gutter
     row_h = line + tile
     height = (line + 4 if title else 0) + len(entries) * (row_h + gutter) + gutter
-    canvas = np.empty((height, width, 3), dtype=np.uint8)
-    canvas[:] = BACKGROUND
-    texts: list[tuple[int, int, str, int]] = []
+    canvas4, words = _canvas(height, width)
+    texts: list[tuple[int, int, str, int, str]] = []
     y = gutter
     if title:
-        texts.append((gutter, y, title, width - 2 * gutter))
+        texts.append((gutter, y + 2, title, width - 2 * gutter, "la"))
         y += line + 4
     for name, maps in entries:
         x = gutter
         if maps is None:
-            texts.append((x, y, name, width - 2 * gutter))
-            canvas[y + line : y + line + tile, x : x + tile] = _input_rgb(input_image, tile, tile)
+            texts.append((x, y + 2, name, width - 2 * gutter, "la"))
+            canvas4[y + line : y + line + tile, x : x + tile, :3] = _input_rgb(
+                input_image, tile, tile
+            )
         else:
             shown = maps[:max_maps]
             more = f"  (first {len(shown)} of {len(maps)})" if len(maps) > len(shown) else ""
-            texts.append((x, y, name + more, width - 2 * gutter))
+            texts.append((x, y + 2, name + more, width - 2 * gutter, "la"))
             for st, a in zip(styles(shown, cmap=cmap, clip=clip), shown, strict=True):
-                h, w = a.shape
-                s = tile / max(h, w)
-                ah = max(1, min(tile, round(h * s)))
-                aw = max(1, min(tile, round(w * s)))
-                if s >= 1:
-                    f = int(s)
-                    ah, aw = h * f, w * f
-                rgb = colormaps.apply(_resize(a, ah, aw), st.cmap, st.lo, st.hi)
-                oy, ox = y + line + (tile - ah) // 2, x + (tile - aw) // 2
-                canvas[oy : oy + ah, ox : ox + aw] = rgb
+                _paint(words, y + line, x, (tile, tile), a, st, _fit_tile(*a.shape, tile))
                 x += tile + gutter
         y += row_h + gutter
-    img = Image.fromarray(canvas)
-    draw = ImageDraw.Draw(img)
-    for x, y, text, maxw in texts:
-        draw.text((x, y + 2), _ellipsize(draw, text, font, maxw), fill=TEXT, font=font)
-    return np.asarray(img)
+    return _finish(canvas4, texts)
