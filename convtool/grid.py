@@ -122,26 +122,37 @@ def is_signed(values: np.ndarray | Sequence[float]) -> bool:
     >>> is_signed(np.array([-1.0, 2.0])), is_signed(np.array([-1e-9, 2.0]))
     (True, False)
     """
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.size == 0:
-        return False
-    lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+    extent = _extent(np.asarray(values))
+    return extent is not None and _signed(*extent)
+
+
+def _extent(m: np.ndarray) -> tuple[float, float] | None:
+    """True (min, max) of ``m``, NaN ignored; None when it is empty."""
+    if m.size == 0:
+        return None
+    return float(np.nanmin(m)), float(np.nanmax(m))
+
+
+def _signed(lo: float, hi: float) -> bool:
     return lo < -SIGN_TOLERANCE * max(abs(lo), abs(hi)) and lo < 0
 
 
 _SAMPLE = 1 << 13
 
 
-def _robust_range(m: np.ndarray, clip: float) -> tuple[float, float, float]:
+def _robust_range(
+    m: np.ndarray, clip: float, extent: tuple[float, float] | None
+) -> tuple[float, float, float]:
     """(lo, hi, largest magnitude) of ``m``, ignoring ``clip`` percent at each end.
 
+    ``extent`` is ``_extent(m)``, passed in because the caller needs it too.
     Percentiles come from an even subsample of at most ``_SAMPLE`` values, so
     the cost does not grow with the map.
     """
-    if m.size == 0:
+    if extent is None:
         return 0.0, 0.0, 0.0
     if clip <= 0:
-        lo, hi = float(np.nanmin(m)), float(np.nanmax(m))
+        lo, hi = extent
         return lo, hi, max(abs(lo), abs(hi))
     flat = m.reshape(-1)
     sample = flat[:: max(1, -(-flat.size // _SAMPLE))]
@@ -184,13 +195,14 @@ def styles(
         cmap = colormaps.check_cmap(cmap)
     if not 0 <= clip < 50:
         raise UsageError(f"clip must be a percentage in [0, 50), got {clip}")
-    signs = [is_signed(m) if m.size else False for m in maps]
-    ranges = [_robust_range(m, clip) for m in maps]
+    extents = [_extent(m) for m in maps]  # one pass per map for the sign and the range
+    signs = [e is not None and _signed(*e) for e in extents]
+    ranges = [_robust_range(m, clip, e) for m, e in zip(maps, extents, strict=True)]
     if normalize == "global" and maps:
         if clip > 0:
             sizes = [max(1, m.size // max(1, _SAMPLE // len(maps))) for m in maps]
             joined = np.concatenate([m.reshape(-1)[::s] for m, s in zip(maps, sizes, strict=True)])
-            shared = _robust_range(joined, clip)
+            shared = _robust_range(joined, clip, _extent(joined))
         else:
             shared = (
                 min(r[0] for r in ranges),
