@@ -223,21 +223,86 @@ def styles(
     return out
 
 
-def _as_maps(maps: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+def activity(maps: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    """How strongly each map responds: its mean absolute value (float64, one per map).
+
+    For maps after a ReLU this is the mean activation; for signed maps (a
+    convolution before its non-linearity) strong responses of either sign
+    count, and a map that is zero everywhere scores 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> activity(np.array([[[1.0, -3.0]], [[0.5, 0.5]]])).tolist()
+    [2.0, 0.5]
+    """
+    return np.array([float(np.mean(np.abs(m), dtype=np.float64)) for m in maps])
+
+
+def most_active(maps: np.ndarray | Sequence[np.ndarray], n: int) -> np.ndarray:
+    """Indices of the ``n`` maps with the highest :func:`activity`, most active first.
+
+    Ties keep channel order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> most_active(np.array([[[0.0]], [[-5.0]], [[2.0]], [[2.0]]]), 3).tolist()
+    [1, 2, 3]
+    """
+    if n < 1:
+        raise UsageError(f"n must be >= 1, got {n}")
+    return np.argsort(-activity(maps), kind="stable")[:n]
+
+
+def vector_block(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """A flat vector laid out row by row in a near-square block, and its blank cells.
+
+    ``N`` values fill ``ceil(sqrt(N))`` columns; the cells after the last value
+    are NaN (drawn as background) and their count is returned.
+
+    Examples
+    --------
+    >>> block, blank = vector_block(np.arange(10.0))
+    >>> block.shape, blank, block[2].tolist()
+    ((3, 4), 2, [8.0, 9.0, nan, nan])
+    """
+    v = np.asarray(values, dtype=np.float32).reshape(-1)
+    cols = max(1, math.ceil(math.sqrt(v.size)))
+    rows = max(1, math.ceil(v.size / cols))
+    block = np.full(rows * cols, np.nan, dtype=np.float32)
+    block[: v.size] = v
+    return block.reshape(rows, cols), rows * cols - v.size
+
+
+def _as_maps(maps: np.ndarray | Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
+    """The maps as 2-D float32 arrays, and each one's blank cells (vectors only).
+
+    A 1-D array is one flat vector (an fc or softmax output), drawn as a
+    :func:`vector_block`.
+    """
     if isinstance(maps, np.ndarray):
-        if maps.ndim == 2:
+        if maps.ndim in (1, 2):
             maps = [maps]
         elif maps.ndim == 3:
             maps = list(maps)
         else:
-            raise UsageError(f"maps must be (M, H, W) or a list of 2-D arrays, got {maps.shape}")
-    out = []
+            raise UsageError(
+                f"maps must be (M, H, W), one vector or a list of 2-D arrays, got {maps.shape}"
+            )
+    out, blanks = [], []
     for m in maps:
         arr = np.asarray(m, dtype=np.float32)
+        blank = 0
+        if arr.ndim == 1 and arr.size:
+            arr, blank = vector_block(arr)
         if arr.ndim != 2 or arr.size == 0:
-            raise UsageError(f"each map must be a non-empty 2-D array, got shape {arr.shape}")
+            raise UsageError(
+                f"each map must be a non-empty 2-D array or vector, got shape {arr.shape}"
+            )
         out.append(arr)
-    return out
+        blanks.append(blank)
+    return out, blanks
 
 
 def _resize(values: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -328,6 +393,9 @@ def _ellipsize(draw, text: str, font, width: int) -> str:
     return text + "…"
 
 
+_BACKGROUND_WORD = np.array([*BACKGROUND, 0], dtype=np.uint8).view(np.uint32)[0]
+
+
 def _canvas(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """A background-filled RGBX sheet and the same memory seen as one uint32 word per pixel.
 
@@ -340,14 +408,23 @@ def _canvas(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _paint(
     words: np.ndarray, top: int, left: int, cell: tuple[int, int], a: np.ndarray,
-    style: TileStyle, size: tuple[int, int],
+    style: TileStyle, size: tuple[int, int], blank: int = 0,
 ) -> None:  # fmt: skip
-    """Draw map ``a`` resized to ``size``, coloured by ``style``, centred in a cell."""
+    """Draw map ``a`` resized to ``size``, coloured by ``style``, centred in a cell.
+
+    The last ``blank`` cells of ``a``'s last row (a vector block's padding)
+    are left as background.
+    """
     ah, aw = size
     oy, ox = top + (cell[0] - ah) // 2, left + (cell[1] - aw) // 2
     words[oy : oy + ah, ox : ox + aw] = colormaps.apply_packed(
         _resize(a, ah, aw), style.cmap, style.lo, style.hi
     )
+    if blank:
+        rows, cols = a.shape
+        y0 = oy + round((rows - 1) * ah / rows)
+        x0 = ox + round((cols - blank) * aw / cols)
+        words[y0 : oy + ah, x0 : ox + aw] = _BACKGROUND_WORD
 
 
 def _finish(canvas4: np.ndarray, texts: Sequence[tuple[int, int, str, int, str]]) -> np.ndarray:
@@ -411,7 +488,7 @@ def grid(
     >>> grid(maps, ["eye", "minus eye"], cols=2).shape[2]
     3
     """
-    arrays = _as_maps(maps)
+    arrays, blanks = _as_maps(maps)
     labels = [str(i) for i in range(len(arrays))] if labels is None else [str(s) for s in labels]
     if len(labels) != len(arrays):
         raise UsageError(f"{len(labels)} labels for {len(arrays)} maps")
@@ -444,7 +521,7 @@ def grid(
         st = tile_styles[i]
         a = arrays[i]
         ah, aw = _fit_size(a.shape[0], a.shape[1], max_tile, min_tile)
-        _paint(words, ty, x0, (th, tw), a, st, (min(ah, th), min(aw, tw)))
+        _paint(words, ty, x0, (th, tw), a, st, (min(ah, th), min(aw, tw)), blanks[i])
         yb = ty + th + 2
         if colorbar:
             ramp = np.linspace(st.lo, st.hi, tw, dtype=np.float32)[None].repeat(bar_h, 0)
@@ -499,12 +576,12 @@ def overview(
     if max_maps < 1 or tile < 8:
         raise UsageError("overview needs max_maps >= 1 and tile >= 8")
     line = LINE
-    entries: list[tuple[str, list[np.ndarray] | None]] = []
+    entries: list[tuple[str, tuple[list[np.ndarray], list[int]] | None]] = []
     if input_image is not None:
         entries.append(("input", None))
     for name, maps in rows:
         entries.append((str(name), _as_maps(maps)))
-    ncols = max([1] + [min(len(m), max_maps) for _, m in entries if m is not None])
+    ncols = max([1] + [min(len(m[0]), max_maps) for _, m in entries if m is not None])
     width = ncols * tile + (ncols + 1) * gutter
     row_h = line + tile
     height = (line + 4 if title else 0) + len(entries) * (row_h + gutter) + gutter
@@ -522,11 +599,14 @@ def overview(
                 input_image, tile, tile
             )
         else:
-            shown = maps[:max_maps]
-            more = f"  (first {len(shown)} of {len(maps)})" if len(maps) > len(shown) else ""
+            shown, blanks = maps[0][:max_maps], maps[1][:max_maps]
+            total = len(maps[0])
+            more = f"  (first {len(shown)} of {total})" if total > len(shown) else ""
             texts.append((x, y + 2, name + more, width - 2 * gutter, "la"))
-            for st, a in zip(styles(shown, cmap=cmap, clip=clip), shown, strict=True):
-                _paint(words, y + line, x, (tile, tile), a, st, _fit_tile(*a.shape, tile))
+            tile_styles = styles(shown, cmap=cmap, clip=clip)
+            for st, a, blank in zip(tile_styles, shown, blanks, strict=True):
+                size = _fit_tile(*a.shape, tile)
+                _paint(words, y + line, x, (tile, tile), a, st, size, blank)
                 x += tile + gutter
         y += row_h + gutter
     return _finish(canvas4, texts)
