@@ -144,6 +144,34 @@ def _recipe(
     return recipe, spec
 
 
+#: Maps per layer in overview.png (the most active first).
+OVERVIEW_MAPS = 8
+
+
+def _shown_maps(layer: Any, out: Any, max_maps: int) -> tuple[list[Any], list[str], int]:
+    """The maps a layer's sheet draws, their labels, and how many maps the layer has.
+
+    A flat output (1-D, or C x 1 x 1 after global pooling) is one vector tile;
+    a layer with more than ``max_maps`` channels shows its most active ones,
+    most active first.
+    """
+    from ..grid import most_active
+
+    if out.ndim == 1 or (out.ndim == 3 and out.shape[1:] == (1, 1)):
+        return [out.reshape(-1)], [f"{out.size} values, row by row"], 1
+    labels = list(layer.labels) if len(layer.labels) == len(out) else []
+    labels = labels or [f"c{i}" for i in range(len(out))]
+    if not max_maps or len(out) <= max_maps:
+        return list(out), labels, len(out)
+    idx = most_active(out, max_maps)
+    return [out[i] for i in idx], [labels[i] for i in idx], len(out)
+
+
+def _note(shown: int, total: int) -> str:
+    """Title suffix when only some maps are drawn: ``" (32 most active of 512)"``."""
+    return f" ({shown} most active of {total})" if shown < total else ""
+
+
 def _filter_maps(
     image: Any,
     kernels: list[str],
@@ -242,7 +270,14 @@ def visualize(
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of --bank random:N."),
     gray: bool = typer.Option(False, "--gray", help="Convert the image to luminance first."),
     summary: bool = typer.Option(False, "--summary", help="Print the network's layer table."),
-    max_maps: int = typer.Option(8, "--max-maps", min=1, help="Maps per layer in overview.png."),
+    max_maps: int = typer.Option(
+        32,
+        "--max-maps",
+        min=0,
+        metavar="N",
+        help="Per layer, draw the N most active maps (highest mean |value|; the title says "
+        "'N most active of C'); 0 draws all. overview.png shows up to 8 of them.",
+    ),
     input_size: str = typer.Option(
         "auto",
         "--input-size",
@@ -365,15 +400,22 @@ def visualize(
     thumb = _thumbnail(seen, grid_kw["max_tile"])  # drawn in every sheet: shrink it once
     written = [outdir / f"{layer.stem}.png" for layer, _ in results]
 
-    def sheet_job(layer: Any, maps: Any, dest: Path) -> None:
-        title = f"{spec.name}: {layer.title}"
-        sheet = draw_grid(maps, layer.labels, input_image=thumb, title=title, **grid_kw)
+    shown = [_shown_maps(layer, maps, max_maps) for layer, maps in results]
+
+    def sheet_job(layer: Any, maps: Any, labels: Any, total: int, dest: Path) -> None:
+        title = f"{spec.name}: {layer.title}{_note(len(maps), total)}"
+        # a vector block is a handful of cells: draw it as large as the input
+        grow = {"min_tile": grid_kw["max_tile"] * 3 // 4} if maps[0].ndim == 1 else {}
+        sheet = draw_grid(maps, labels, input_image=thumb, title=title, **grid_kw, **grow)
         _write_png(dest, sheet, compress)
 
     def overview_job() -> None:
-        rows = [(layer.title, maps) for layer, maps in results]
+        rows = [
+            (layer.title + _note(len(maps[:OVERVIEW_MAPS]), total), maps[:OVERVIEW_MAPS])
+            for (layer, _), (maps, _, total) in zip(results, shown, strict=True)
+        ]
         sheet = overview(
-            rows, input_image=thumb, max_maps=max_maps, cmap=cmap, title=spec.name, clip=clip
+            rows, input_image=thumb, max_maps=OVERVIEW_MAPS, cmap=cmap, title=spec.name, clip=clip
         )
         _write_png(outdir / "overview.png", sheet, compress)
 
@@ -383,8 +425,8 @@ def visualize(
     with ThreadPoolExecutor(max_workers=2) as pool:
         jobs = [pool.submit(overview_job)]
         jobs += [
-            pool.submit(sheet_job, layer, maps, dest)
-            for (layer, maps), dest in zip(results, written, strict=True)
+            pool.submit(sheet_job, layer, maps, labels, total, dest)
+            for (layer, _), (maps, labels, total), dest in zip(results, shown, written, strict=True)
         ]
         for job in jobs:
             job.result()
