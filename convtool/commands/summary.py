@@ -137,4 +137,8 @@ def summary(
 
 def register(app: typer.Typer) -> None:
     """Add ``summary`` to the app."""
-    app.command("summary", help=HELP)(summary)
+    app.command(
+        "summary",
+        help=HELP,
+        short_help="Print a network's shapes, parameters, receptive fields and MACs.",
+    )(summary)

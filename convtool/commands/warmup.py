@@ -75,7 +75,7 @@ def run_warmup(*, quiet: bool = False) -> list[tuple[str, float | None]]:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("warmup")
+    @app.command("warmup", short_help="Compile every Numba kernel now; later runs load the cache.")
     @cli_errors
     def warmup(
         quiet: bool = typer.Option(
