@@ -18,7 +18,7 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper  # noqa: E402
 
 from convtool.errors import UsageError  # noqa: E402
-from convtool.onnx_ops import ONNX_OPS, _fast_pool, _pool_nd  # noqa: E402
+from convtool.network.onnx_ops import ONNX_OPS, _fast_pool, _pool_nd  # noqa: E402
 
 _NP2ONNX = {
     np.dtype(np.float32): TensorProto.FLOAT,

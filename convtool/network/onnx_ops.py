@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 Array = np.ndarray
 Op = Callable[[list, dict, int, int], list]
@@ -175,7 +175,7 @@ def conv(inputs: list, attrs: dict, opset: int, n_outputs: int) -> list:
         if b is not None:
             y += np.asarray(b, np.float32).reshape((1, -1) + (1,) * (x.ndim - 2))
         return [y]
-    from .conv2d import conv2d
+    from ..conv2d import conv2d
 
     (dh, dw), (sh, sw) = dilations, strides
     if dh != dw:  # dilate the kernel with zeros: one dilation for conv2d
@@ -351,7 +351,7 @@ def _fast_pool(x: Array, kind: str, kernel, strides, dilations, begin, end, ceil
     p = pads.pop()
     if p > k // 2 or min(x.shape[2:]) + 2 * p < k:
         return None
-    from .pooling import pool
+    from ..pooling import pool
 
     mode = "max" if kind == "max" else "avg"
     pad = "valid" if p == 0 else "constant"
