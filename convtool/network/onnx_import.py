@@ -185,7 +185,7 @@ def _input_shape(path: str, value_info: Any, input_size: Any) -> tuple[tuple[int
     if None in want:
         raise UsageError(
             f"{path}: input {value_info.name!r} has dynamic size ({', '.join(labels)}): "
-            "give the input size (--input-size HxW, or input_size= in the API)"
+            "give an input size (visualize --input-size HxW, summary --input HxWxC)"
         )
     return tuple(int(v) for v in want), list(dims)  # type: ignore[arg-type]
 
@@ -581,6 +581,12 @@ class OnnxNet(Net):
     opened: Any = None
     until: str | None = None
     graph: OnnxGraph | None = None
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def fixed_input(self) -> bool:
+        """True when the model fixes its input's channels, height and width."""
+        return _fixed_shape(self.opened[3]) is not None
 
     def at_shape(self, input_shape: Any = None) -> OnnxNet:
         """This model folded at ``input_shape``: (C, H, W), "HxW[xC]" text, or None (its own).
@@ -603,9 +609,12 @@ class OnnxNet(Net):
             if (c, h, w) == self.input_shape:
                 return self
             size = (h, w, c)
-        g = read_onnx(model, size, self.until, opened=self.opened)
-        _, c, h, w = g.input_shape
-        return replace(self, layers=to_nodes(g), input_shape=(c, h, w), graph=g)
+        key = size if isinstance(size, str) else tuple(size or ())
+        if key not in self.cache:  # the same shape again (plan, then feature_maps): no refold
+            g = read_onnx(model, size, self.until, opened=self.opened)
+            _, c, h, w = g.input_shape
+            self.cache[key] = replace(self, layers=to_nodes(g), input_shape=(c, h, w), graph=g)
+        return self.cache[key]
 
 
 def load_onnx(
