@@ -144,6 +144,88 @@ def _recipe(
     return recipe, spec
 
 
+#: Maps per layer in overview.png (the most active first).
+OVERVIEW_MAPS = 8
+
+
+def _shown_maps(layer: Any, out: Any, max_maps: int) -> tuple[list[Any], list[str], int]:
+    """The maps a layer's sheet draws, their labels, and how many maps the layer has.
+
+    A flat output (1-D, or C x 1 x 1 after global pooling) is one vector tile;
+    a layer with more than ``max_maps`` channels shows its most active ones,
+    most active first.
+    """
+    from ..grid import most_active
+
+    if out.ndim == 1 or (out.ndim == 3 and out.shape[1:] == (1, 1)):
+        return [out.reshape(-1)], [f"{out.size} values, row by row"], 1
+    labels = list(layer.labels) if len(layer.labels) == len(out) else []
+    labels = labels or [f"c{i}" for i in range(len(out))]
+    if not max_maps or len(out) <= max_maps:
+        return list(out), labels, len(out)
+    idx = most_active(out, max_maps)
+    return [out[i] for i in idx], [labels[i] for i in idx], len(out)
+
+
+def _note(shown: int, total: int) -> str:
+    """Title suffix when only some maps are drawn: ``" (32 most active of 512)"``."""
+    return f" ({shown} most active of {total})" if shown < total else ""
+
+
+def _class_names(last: Any, labels_file: Path | None) -> list[str]:
+    """Check that the net ends in a classifier; its labels (``[]`` without a file)."""
+    import math
+
+    from ..classify import is_class_vector, read_labels
+    from ..errors import UsageError
+
+    shape = tuple(last.out_shape)
+    if not is_class_vector(shape):
+        dims = "x".join(str(v) for v in shape)
+        raise UsageError(
+            f"--labels/--top need a net whose last layer is a classifier (one value per class); "
+            f"its last layer {last.name} gives {dims} maps"
+        )
+    if labels_file is None:
+        return []
+    names = read_labels(labels_file)
+    n = math.prod(shape)
+    if len(names) != n:
+        raise UsageError(
+            f"labels file {labels_file} has {len(names)} labels but the last layer {last.name} "
+            f"gives {n} classes: write one label per class, one per line"
+        )
+    return names
+
+
+def _print_top(last: tuple[Any, Any], k: int, names: list[str] | None) -> None:
+    """The top-k classes: a rich table on a terminal, JSON lines when stdout is piped."""
+    import json
+    import sys
+
+    from ..classify import probabilities, top_k
+
+    layer, scores = last
+    ranked = top_k(scores, k, names)
+    how = "softmax of" if probabilities(scores)[1] else "output of"
+    if not sys.stdout.isatty():
+        for r in ranked:
+            row = {"rank": r.rank, "index": r.index, "label": r.label, "probability": r.probability}
+            typer.echo(json.dumps(row))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"top {len(ranked)} of {scores.size} classes ({how} {layer.name})")
+    table = Table(header_style="bold")
+    for name, justify in (("#", "right"), ("class", "right"), ("label", "left"), ("p", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in ranked:
+        table.add_row(str(r.rank), str(r.index), r.label, f"{r.probability:.4f}")
+    console.print(table)
+
+
 def _filter_maps(
     image: Any,
     kernels: list[str],
@@ -242,7 +324,24 @@ def visualize(
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of --bank random:N."),
     gray: bool = typer.Option(False, "--gray", help="Convert the image to luminance first."),
     summary: bool = typer.Option(False, "--summary", help="Print the network's layer table."),
-    max_maps: int = typer.Option(8, "--max-maps", min=1, help="Maps per layer in overview.png."),
+    max_maps: int = typer.Option(
+        32,
+        "--max-maps",
+        min=0,
+        metavar="N",
+        help="Per layer, draw the N most active maps (highest mean |value|; the title says "
+        "'N most active of C'); 0 draws all. overview.png shows up to 8 of them.",
+    ),
+    labels_file: Path = typer.Option(
+        None,
+        "--labels",
+        metavar="FILE",
+        help="Class names, one per line, for a net ending in a classifier: print the top "
+        "classes with probabilities (a table on a terminal, JSON lines when piped).",
+    ),
+    top: int = typer.Option(
+        None, "--top", min=1, metavar="K", help="How many classes to print (default 5)."
+    ),
     input_size: str = typer.Option(
         "auto",
         "--input-size",
@@ -301,10 +400,12 @@ def visualize(
         "--std": std is not None,
         "--bgr": bgr,
         "--pixel-range": pixel_range is not None,
+        "--labels": labels_file is not None,
+        "--top": top is not None,
     }
     given = [name for name, on in model_opts.items() if on]
     if given and not use_net:
-        raise UsageError(f"{given[0]} prepares the input of a network: give --net or --layers")
+        raise UsageError(f"{given[0]} applies to a network: give --net or --layers")
 
     from ..grid import grid as draw_grid
     from ..grid import overview, styles
@@ -350,11 +451,10 @@ def visualize(
     x = recipe.normalize(seen, _FULL_SCALE.get(img.depth, 1.0))
     shape = (x.shape[2], x.shape[0], x.shape[1])
     planned = plan(spec, shape)  # fails before anything runs or is written
-    typer.echo(
-        f"{img.name}: {img.data.shape[0]}x{img.data.shape[1]}, preprocessing: "
-        f"{recipe.describe(img.data.shape[0], img.data.shape[1])}",
-        err=True,
-    )
+    class_names = _class_names(planned[-1], labels_file) if labels_file or top else None
+    steps = recipe.describe(img.data.shape[0], img.data.shape[1])
+    if steps != "none":
+        typer.echo(f"{img.name}: {img.data.shape[0]}x{img.data.shape[1]}, {steps}", err=True)
     if summary:
         from .summary import print_summary
 
@@ -365,15 +465,22 @@ def visualize(
     thumb = _thumbnail(seen, grid_kw["max_tile"])  # drawn in every sheet: shrink it once
     written = [outdir / f"{layer.stem}.png" for layer, _ in results]
 
-    def sheet_job(layer: Any, maps: Any, dest: Path) -> None:
-        title = f"{spec.name}: {layer.title}"
-        sheet = draw_grid(maps, layer.labels, input_image=thumb, title=title, **grid_kw)
+    shown = [_shown_maps(layer, maps, max_maps) for layer, maps in results]
+
+    def sheet_job(layer: Any, maps: Any, labels: Any, total: int, dest: Path) -> None:
+        title = f"{spec.name}: {layer.title}{_note(len(maps), total)}"
+        # a vector block is a handful of cells: draw it as large as the input
+        grow = {"min_tile": grid_kw["max_tile"] * 3 // 4} if maps[0].ndim == 1 else {}
+        sheet = draw_grid(maps, labels, input_image=thumb, title=title, **grid_kw, **grow)
         _write_png(dest, sheet, compress)
 
     def overview_job() -> None:
-        rows = [(layer.title, maps) for layer, maps in results]
+        rows = [
+            (layer.title + _note(len(maps[:OVERVIEW_MAPS]), total), maps[:OVERVIEW_MAPS])
+            for (layer, _), (maps, _, total) in zip(results, shown, strict=True)
+        ]
         sheet = overview(
-            rows, input_image=thumb, max_maps=max_maps, cmap=cmap, title=spec.name, clip=clip
+            rows, input_image=thumb, max_maps=OVERVIEW_MAPS, cmap=cmap, title=spec.name, clip=clip
         )
         _write_png(outdir / "overview.png", sheet, compress)
 
@@ -383,12 +490,14 @@ def visualize(
     with ThreadPoolExecutor(max_workers=2) as pool:
         jobs = [pool.submit(overview_job)]
         jobs += [
-            pool.submit(sheet_job, layer, maps, dest)
-            for (layer, maps), dest in zip(results, written, strict=True)
+            pool.submit(sheet_job, layer, maps, labels, total, dest)
+            for (layer, _), (maps, labels, total), dest in zip(results, shown, written, strict=True)
         ]
         for job in jobs:
             job.result()
     typer.echo(f"{outdir}{os.sep}: {len(written)} layer grids + overview.png", err=True)
+    if class_names is not None:
+        _print_top(results[-1], top or 5, class_names or None)
 
 
 def register(app: typer.Typer) -> None:
