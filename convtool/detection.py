@@ -71,9 +71,6 @@ DEFAULT_NMS_IOU = 0.3
 #: Templates with at most this many pixels (per channel) use the direct loop.
 DIRECT_MAX_AREA = 25
 
-_METHOD_CODE = {"zncc": 0, "cosine": 1, "sqdiff": 2}
-_FLT_EPSILON = float(np.finfo(np.float32).eps)
-
 
 def normalize_method(method: str) -> str:
     """Return the canonical method name (``zncc``, ``cosine`` or ``sqdiff``).
@@ -281,14 +278,19 @@ def _correlate_fft(
 
 
 def _prepared_template(tmpl: np.ndarray, method: str) -> tuple:
-    """Template statistics: (zero-mean template, means, var sum, square sum, flat)."""
+    """Template statistics: (zero-mean template, means, var sum, square sum, flat).
+
+    The template is flat by the rule :mod:`convtool.core.match` applies to windows.
+    """
+    from .core.match import FLT_EPSILON
+
     t64 = tmpl.astype(np.float64)
     t_mean = t64.reshape(t64.shape[0], -1).mean(axis=1)
     t0 = t64 - t_mean[:, None, None]
     t_var = float((t0 * t0).sum())
     t_sq = float((t64 * t64).sum())
     if method == "zncc":
-        flat = t_var <= min(0.5, 10.0 * _FLT_EPSILON * t_sq)
+        flat = t_var <= min(0.5, 10.0 * FLT_EPSILON * t_sq)
     else:
         flat = t_sq <= 0.0
     return t0, t_mean, t_var, t_sq, flat
@@ -334,7 +336,8 @@ def _match_planes(
     else:
         sums_mean = np.zeros(n_ch)
     noise = _sums_noise(stats, sums_mean, h * w, height, width)
-    args = (planes, sums_mean, h, w, _METHOD_CODE[method], t_mean, t_var, t_sq, flat, noise)
+    code = {"zncc": core.ZNCC, "cosine": core.COSINE, "sqdiff": core.SQDIFF}[method]
+    args = (planes, sums_mean, h, w, code, t_mean, t_var, t_sq, flat, noise)
     if algorithm == "auto":
         algorithm = "direct" if h * w <= DIRECT_MAX_AREA else "fft"
     if algorithm not in ("direct", "fft", "fft32"):
