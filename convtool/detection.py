@@ -182,14 +182,7 @@ def next_fast_length(n: int) -> int:
     (1000, 1080)
     """
     m = max(1, int(n))
-    while True:
-        r = m
-        for p in (2, 3, 5):
-            while r % p == 0:
-                r //= p
-        if r == 1:
-            return m
-        m += 1
+    return next(v for v in _fast_lengths(2 * m) if v >= m)  # a power of 2 lies in [m, 2m)
 
 
 def _tile_shape(h: int, w: int, ho: int, wo: int) -> tuple[int, int]:
