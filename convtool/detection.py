@@ -335,8 +335,10 @@ def _match_planes(
         algorithm = "direct" if h * w <= DIRECT_MAX_AREA else "fft"
     if algorithm not in ("direct", "fft", "fft32"):
         raise UsageError(f"unknown algorithm {algorithm!r}: use auto, fft, fft32 or direct")
+    # a flat template needs no correlation: normalize_scores writes its score
+    # (0; sqdiff 1) without reading ``out``
     if flat:
-        out[...] = 0.0  # the scores ignore the correlation then
+        pass
     elif algorithm in ("fft", "fft32"):
 
         def finish(y0: int, y1: int, x0: int, x1: int) -> None:
