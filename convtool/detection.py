@@ -775,14 +775,9 @@ def heatmap_rgb(values: np.ndarray, method: str, cmap: str = "viridis") -> np.nd
     v = np.asarray(values, dtype=np.float32)
     if not higher_is_better(method):
         v = -v
-    lo, hi = float(v.min()), float(v.max())
-    try:
-        from .colormaps import apply
+    from .colormaps import apply
 
-        return apply(v, cmap, lo, hi)
-    except ImportError:  # pragma: no cover - colormaps is part of convtool
-        g = np.clip((v - lo) / (hi - lo if hi > lo else 1.0) * 255 + 0.5, 0, 255)
-        return np.repeat(g.astype(np.uint8)[..., None], 3, axis=-1)
+    return apply(v, cmap, float(v.min()), float(v.max()))
 
 
 def annotate(
