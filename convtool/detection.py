@@ -590,6 +590,40 @@ def place_scores(
     return full
 
 
+def check_search_options(
+    method: str,
+    threshold: float | None = None,
+    max_detections: int | None = None,
+    nms_iou: float = DEFAULT_NMS_IOU,
+    min_distance: float | None = None,
+    scales: str | float | Sequence[float] | None = None,
+) -> tuple[str, float]:
+    """Check :func:`search`'s options without an image; return (method, threshold).
+
+    :func:`search` calls it, and so does ``convtool detect`` before it reads
+    any file, so a bad option is one error, not one per image.
+
+    Examples
+    --------
+    >>> check_search_options("sqdiff")
+    ('sqdiff', 0.04)
+    """
+    method = normalize_method(method)
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLD[method]
+    threshold = float(threshold)
+    if not math.isfinite(threshold):
+        raise UsageError(f"threshold must be a finite number, got {threshold}")
+    if max_detections is not None and (int(max_detections) != max_detections or max_detections < 1):
+        raise UsageError(f"max must be a whole number >= 1, got {max_detections!r}")
+    if not 0.0 <= float(nms_iou) <= 1.0:
+        raise UsageError(f"nms-iou must be between 0 and 1, got {nms_iou}")
+    if min_distance is not None and not float(min_distance) > 0:
+        raise UsageError(f"min-distance must be > 0 pixels, got {min_distance}")
+    parse_scales(scales)
+    return method, threshold
+
+
 def search(
     image: np.ndarray,
     template: np.ndarray,
@@ -616,18 +650,9 @@ def search(
     """
     from .core import match as core
 
-    method = normalize_method(method)
-    if threshold is None:
-        threshold = DEFAULT_THRESHOLD[method]
-    threshold = float(threshold)
-    if not math.isfinite(threshold):
-        raise UsageError(f"threshold must be a finite number, got {threshold}")
-    if max_detections is not None and (int(max_detections) != max_detections or max_detections < 1):
-        raise UsageError(f"max must be a whole number >= 1, got {max_detections!r}")
-    if not 0.0 <= float(nms_iou) <= 1.0:
-        raise UsageError(f"nms-iou must be between 0 and 1, got {nms_iou}")
-    if min_distance is not None and not float(min_distance) > 0:
-        raise UsageError(f"min-distance must be > 0 pixels, got {min_distance}")
+    method, threshold = check_search_options(
+        method, threshold, max_detections, nms_iou, min_distance, scales
+    )
     nthreads = _threads(threads)
     planes = _as_planes(image, "image")
     tmpl = _as_planes(template, "template")
