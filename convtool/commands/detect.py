@@ -68,7 +68,9 @@ def _records(name: str, detections) -> list[dict]:
 def _print_table(console, name: str, records: list[dict], method: str) -> None:
     from rich.table import Table
 
-    better = "lower is better" if method == "sqdiff" else "higher is better"
+    from ..detection import higher_is_better
+
+    better = "higher is better" if higher_is_better(method) else "lower is better"
     table = Table(title=f"{name}: {len(records)} found ({method}, {better})", title_justify="left")
     for col in ("#", "x", "y", "width", "height", "cx", "cy", "score", "scale"):
         table.add_column(col, justify="right")
