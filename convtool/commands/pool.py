@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from ._common import (
+    CHUNKS_OPTION,
     COMPRESS_OPTION,
     DEPTH_OPTION,
     FORMAT_OPTION,
@@ -17,6 +18,7 @@ from ._common import (
     JSON_OPTION,
     OUTPUT_OPTION,
     QUIET_OPTION,
+    SCHEDULER_OPTION,
     THREADS_OPTION,
     cli_errors,
 )
@@ -107,6 +109,8 @@ def pool_command(
     fmt: str | None = FORMAT_OPTION,
     compress: int | None = COMPRESS_OPTION,
     jobs: int | None = JOBS_OPTION,
+    chunks: int | None = CHUNKS_OPTION,
+    scheduler: str | None = SCHEDULER_OPTION,
     threads: int | None = THREADS_OPTION,
     quiet: bool = QUIET_OPTION,
     json_lines: bool = JSON_OPTION,
@@ -130,6 +134,8 @@ def pool_command(
         fmt=fmt,
         compress=compress,
         jobs=jobs,
+        chunks=chunks,
+        scheduler=scheduler,
         threads=threads,
         quiet=quiet,
         json_lines=json_lines,
@@ -173,6 +179,8 @@ def run_pool(
     fmt=None,
     compress=None,
     jobs=None,
+    chunks=None,
+    scheduler=None,
     threads=None,
     quiet=False,
     json_lines=False,
@@ -242,6 +250,8 @@ def run_pool(
         fmt=fmt,
         compress=compress,
         jobs=jobs,
+        chunks=chunks,
+        scheduler=scheduler,
         quiet=quiet,
         json_lines=json_lines,
         scale=used_scale,
