@@ -268,10 +268,9 @@ class Bands:
             sl.append(slice(int(bounds[i]), int(bounds[i + 1])))
         return self.window[tuple(sl)]
 
-    def compute(self, arr: Any) -> np.ndarray:
-        """``arr.compute()`` with the input windows read here (arr: a small piece)."""
+    def parts(self, arr: Any) -> Any:
+        """The computed blocks of ``arr`` (nested lists as its keys), input windows read here."""
         import dask.threaded
-        from dask.array.core import concatenate3
         from dask.core import flatten
         from dask.optimization import cull
 
@@ -288,15 +287,22 @@ class Bands:
             graph[k] = self._cache[k]
         graph, _ = cull(graph, keys)
         if self.client is not None:
-            parts = self.client.get(graph, arr.__dask_keys__(), sync=True)
-        else:
-            parts = dask.threaded.get(graph, arr.__dask_keys__(), num_workers=self.threads)
-        return np.asarray(concatenate3(parts))
+            return self.client.get(graph, arr.__dask_keys__(), sync=True)
+        return dask.threaded.get(graph, arr.__dask_keys__(), num_workers=self.threads)
 
-    def rows(self, arr: Any) -> Iterator[np.ndarray]:
-        """The block rows of ``arr`` (axis 0), in order."""
+    def compute(self, arr: Any) -> np.ndarray:
+        """``arr.compute()`` with the input windows read here."""
+        from dask.array.core import concatenate3
+
+        return np.asarray(concatenate3(self.parts(arr)))
+
+    def rows(self, arr: Any) -> Iterator[list[np.ndarray]]:
+        """The block rows of ``arr`` (axis 0), in order, each a list of its column blocks."""
         for i in range(len(arr.chunks[0])):
-            yield self.compute(arr.blocks[i])
+            part = list(self.parts(arr.blocks[i])[0])
+            while part and isinstance(part[0], (list, tuple)):  # (H, W, C): one channel block
+                part = [p[0] for p in part]
+            yield part
 
 
 def _passes(result: Any, stack: bool) -> list:
@@ -304,26 +310,47 @@ def _passes(result: Any, stack: bool) -> list:
     return [result[m] for m in range(result.shape[0])] if stack else [result]
 
 
-def _track(record: dict, band: np.ndarray) -> None:
-    with np.errstate(invalid="ignore"):
-        finite = band[np.isfinite(band)]
-    if finite.size:
-        record["min"] = min(record["min"], float(finite.min()))
-        record["max"] = max(record["max"], float(finite.max()))
+def _track(record: dict, blocks: list[np.ndarray]) -> None:
+    for block in blocks:
+        with np.errstate(invalid="ignore"):
+            lo, hi = np.nanmin(block), np.nanmax(block)
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            finite = block[np.isfinite(block)]
+            if not finite.size:
+                continue
+            lo, hi = finite.min(), finite.max()
+        record["min"] = min(record["min"], float(lo))
+        record["max"] = max(record["max"], float(hi))
 
 
-def _tiles(bands: Iterator[np.ndarray], width: int) -> Iterator[np.ndarray]:
-    """Row bands -> TILE x TILE tiles in row-major order (edge tiles smaller)."""
+def _tiles(bands: Iterator[list[np.ndarray]], width: int) -> Iterator[np.ndarray]:
+    """Block rows -> TILE x TILE tiles in row-major order (edge tiles smaller).
+
+    Blocks whose sides are multiples of TILE are cut into tiles in place (no
+    copy); otherwise rows are carried over until a row of tiles is complete.
+    """
     carry: np.ndarray | None = None
-    for band in bands:
+    for blocks in bands:
+        rows = blocks[0].shape[0]
+        if carry is None and rows % TILE == 0 and all(b.shape[1] % TILE == 0 for b in blocks[:-1]):
+            for r in range(0, rows, TILE):
+                for b in blocks:
+                    for c in range(0, b.shape[1], TILE):
+                        yield b[r : r + TILE, c : c + TILE]
+            del blocks
+            continue
+        band = np.concatenate(blocks, axis=1)
+        del blocks
         carry = band if carry is None else np.concatenate([carry, band])
-        while carry.shape[0] >= TILE:
-            top, carry = carry[:TILE], carry[TILE:]
+        del band
+        full = carry.shape[0] // TILE * TILE
+        for r in range(0, full, TILE):
             for j in range(0, width, TILE):
-                yield np.ascontiguousarray(top[:, j : j + TILE])
-    if carry is not None and carry.shape[0]:
+                yield carry[r : r + TILE, j : j + TILE]
+        carry = carry[full:] if full < carry.shape[0] else None
+    if carry is not None:
         for j in range(0, width, TILE):
-            yield np.ascontiguousarray(carry[:, j : j + TILE])
+            yield carry[:, j : j + TILE]
 
 
 def _temp_name(dest: str) -> str:
@@ -390,13 +417,14 @@ def write_lazy(
     done = [0]
     record: dict[str, Any] = {"min": float("inf"), "max": float("-inf")}
 
-    def counted(arr: Any) -> Iterator[np.ndarray]:
-        for band in bands.rows(arr):
-            _track(record, band)
+    def counted(arr: Any) -> Iterator[list[np.ndarray]]:
+        for blocks in bands.rows(arr):
+            _track(record, blocks)
             done[0] += 1
             if progress is not None:
                 progress(done[0], total)
-            yield band
+            yield blocks
+            del blocks
 
     if kind == "tiff":
 
@@ -428,8 +456,10 @@ def write_lazy(
             with open(path, "xb") as fh:
                 np.lib.format.write_array_header_2_0(fh, header)
                 for arr in arrays:
-                    for band in counted(arr):
-                        fh.write(np.ascontiguousarray(band, dtype="<f4").tobytes())
+                    for blocks in counted(arr):
+                        for r in range(0, blocks[0].shape[0], 64):  # rows, a few MiB at once
+                            rows = np.concatenate([b[r : r + 64] for b in blocks], axis=1)
+                            fh.write(np.ascontiguousarray(rows, dtype="<f4").tobytes())
 
         _atomic_file(dest, write)
     else:
@@ -444,7 +474,8 @@ def write_lazy(
             z = zarr.open_array(tmp, mode="w", shape=result.shape, chunks=chunks, dtype="f4")
             for m, arr in enumerate(arrays):
                 r = 0
-                for band in counted(arr):
+                for blocks in counted(arr):
+                    band = np.concatenate(blocks, axis=1)
                     if stack:
                         z[m, r : r + band.shape[0]] = band
                     else:
@@ -486,9 +517,7 @@ def compute_whole(arr: Any, bands: Bands, what: str, limit: int | None) -> np.nd
             f"{what}: a {arr.shape[1]}x{arr.shape[0]} result is above the {limit:,}-pixel limit "
             "of formats encoded whole; write a .tif, .npy or .zarr (written window by window)"
         )
-    if arr.ndim == 0:
-        return np.asarray(bands.compute(arr))
-    return np.concatenate(list(bands.rows(arr)), axis=0)
+    return np.concatenate([np.concatenate(b, axis=1) for b in bands.rows(arr)], axis=0)
 
 
 def progress_bar(label: str, enabled: bool) -> Any:
