@@ -61,6 +61,16 @@ def connect(address: str) -> Any:
         raise UsageError(
             "--scheduler needs dask.distributed: pip install 'convtool[dask]'"
         ) from None
+    try:
+        from distributed.comm import parse_address
+        from distributed.comm.registry import get_backend
+
+        get_backend(parse_address(address)[0])
+    except (ValueError, TypeError) as exc:
+        raise UsageError(
+            f"--scheduler {address!r} is not a scheduler address ({exc}); "
+            "give one like tcp://HOST:8786"
+        ) from None
     quiet = [logging.getLogger(n) for n in ("distributed", "distributed.client", "tornado")]
     levels = [lg.level for lg in quiet]
     for lg in quiet:
