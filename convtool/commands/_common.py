@@ -81,7 +81,16 @@ def _note_first_compile(compiled_before: int) -> None:
 
 
 #: ``--scale`` choices of the image commands (``auto`` is resolved per command).
-SCALES = ("auto", "clip", "abs", "normalize", "offset", "raw")
+SCALES = (
+    "auto",
+    "clip",
+    "abs",
+    "normalize",
+    "offset",
+    "robust-normalize",
+    "robust-offset",
+    "raw",
+)
 
 
 def check_scale(scale: str) -> str:

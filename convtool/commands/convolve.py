@@ -55,7 +55,10 @@ output shrinks by (K-1)*D.
 [bold]Scale[/bold]: values are computed in float on the image's scale (0..255, 0..65535).
 --scale auto uses the kernel's own choice (`convtool kernels` lists it); for
 several -k: clip when every kernel is a clip kernel and --combine max, else
-normalize. .npy and .tif/.tiff outputs hold the raw float32 result.
+normalize. Under auto, normalize and offset are robust: their range ignores the
+0.5% most extreme values (robust-normalize, robust-offset), so a few strong
+responses do not turn the rest grey. .npy and .tif/.tiff outputs hold the raw
+float32 result.
 
 [bold]Alpha[/bold] is carried through untouched; when stride or valid padding shrinks
 the output, it is sampled at each output pixel's anchor (kernel centre).
@@ -121,7 +124,9 @@ def convolve_command(
         show_default=False,
     ),
     scale: str = typer.Option(
-        "auto", "--scale", help="To 8/16 bits: auto|clip|abs|normalize|offset|raw."
+        "auto",
+        "--scale",
+        help="To 8/16 bits: auto|clip|abs|normalize|offset|robust-normalize|robust-offset|raw.",
     ),
     gray: bool = GRAY_OPTION,
     depth: int | None = DEPTH_OPTION,
@@ -189,6 +194,7 @@ def run_convolve(
     from ..errors import UsageError
     from ..kernels import resolve
     from ..modes import check_positive_int, normalize_pad
+    from ..scaling import AUTO
     from ._common import check_scale, set_threads
 
     pad = normalize_pad(pad)
@@ -202,20 +208,16 @@ def run_convolve(
         raise UsageError("give a kernel with -k (e.g. -k sobel); `convtool kernels` lists them")
     set_threads(threads)
 
-    single = len(specs) == 1 and combine is None
-    if single:
-        spec = specs[0]
-        is_stack = False
-        auto_scale = spec.scale
-    else:
-        weights = [w for s in specs for w in s.weights]
-        bank_combine = combine or "magnitude"
-        if len(weights) == 1 and bank_combine != "stack":
-            single, spec, is_stack, auto_scale = True, specs[0], False, specs[0].scale
-        else:
-            is_stack = bank_combine == "stack"
-            auto_scale = _bank_scale(specs, bank_combine)
-    used_scale = auto_scale if scale == "auto" else scale
+    # One kernel spec runs as itself (its own combine rule: sobel's magnitude,
+    # kirsch's max) unless --combine overrides a spec that has several weights;
+    # everything else is a bank of all the weights.
+    weights = [w for s in specs for w in s.weights]
+    single = len(specs) == 1 and (combine is None or (len(weights) == 1 and combine != "stack"))
+    spec = specs[0]
+    bank_combine = combine or "magnitude"
+    is_stack = not single and bank_combine == "stack"
+    auto_scale = spec.scale if single else _bank_scale(specs, bank_combine)
+    used_scale = AUTO[auto_scale] if scale == "auto" else scale
     kshape = tuple(max(w.shape[i] for s in specs for w in s.weights) for i in (0, 1))
     options = dict(
         pad=pad,

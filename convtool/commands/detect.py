@@ -141,7 +141,7 @@ def detect_command(
     scales: str | None = typer.Option(
         None,
         "--scales",
-        help="Template scales: a:b:n (n geometric steps, e.g. 0.5:2:7) or 0.8,1,1.25.",
+        help="Template scales: lo:hi:n (n geometric steps, e.g. 0.5:2:7) or 0.8,1,1.25.",
         show_default=False,
     ),
     gray: bool = typer.Option(False, "--gray", "-g", help="Convert image and template to gray."),
@@ -336,6 +336,7 @@ def register(app: typer.Typer) -> None:
     app.command(
         "detect",
         help=HELP,
+        short_help="Find where images look like a template (a neuron as a detector).",
         no_args_is_help=True,
         context_settings={"help_option_names": ["-h", "--help"]},
     )(detect_command)

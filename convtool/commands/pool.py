@@ -263,6 +263,6 @@ def register(app: typer.Typer) -> None:
     app.command(
         "pool",
         help=HELP,
-        short_help="Subsample images: max, avg, min, lp, topleft, stochastic, fractional.",
+        short_help="Subsample images by pooling: max, avg, stochastic, fractional.",
         no_args_is_help=True,
     )(cli_errors(pool_command))

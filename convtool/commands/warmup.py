@@ -18,6 +18,7 @@ _STEPS = (
     ("filtering", "convtool.filtering", "warmup"),
     ("pooling", "convtool.pooling", "warmup"),
     ("detection", "convtool.detection", "warmup"),
+    ("png", "convtool.png", "warmup"),
 )  # network has no kernels of its own: it runs on filtering and pooling
 
 
@@ -75,7 +76,7 @@ def run_warmup(*, quiet: bool = False) -> list[tuple[str, float | None]]:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("warmup")
+    @app.command("warmup", short_help="Compile every Numba kernel now; later runs load the cache.")
     @cli_errors
     def warmup(
         quiet: bool = typer.Option(
