@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from . import _complete
 from ._common import (
     CHUNKS_OPTION,
     COMPRESS_OPTION,
@@ -103,11 +104,13 @@ def convolve_command(
         "--kernel",
         help="Kernel spec; repeat for a filter bank. See `convtool kernels`.",
         show_default=False,
+        autocompletion=_complete.kernel_names,
     ),
     pad: str = typer.Option(
         "reflect",
         "--pad",
         help="Border: zero|constant, replicate|edge, reflect, symmetric, wrap, valid.",
+        autocompletion=_complete.pad_modes,
     ),
     pad_value: float = typer.Option(0.0, "--pad-value", help="Fill value for --pad constant."),
     stride: int = typer.Option(1, "--stride", "-s", help="Step between output pixels."),
@@ -122,11 +125,13 @@ def convolve_command(
         help="Merge several responses: magnitude|max|sum|stack. Default: the kernel's own "
         "(sobel: magnitude, kirsch: max); magnitude for several -k.",
         show_default=False,
+        autocompletion=_complete.combines,
     ),
     scale: str = typer.Option(
         "auto",
         "--scale",
         help="To 8/16 bits: auto|clip|abs|normalize|offset|robust-normalize|robust-offset|raw.",
+        autocompletion=_complete.scales,
     ),
     gray: bool = GRAY_OPTION,
     depth: int | None = DEPTH_OPTION,

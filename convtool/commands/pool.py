@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from . import _complete
 from ._common import (
     CHUNKS_OPTION,
     COMPRESS_OPTION,
@@ -62,7 +63,11 @@ def pool_command(
         ..., help="Image files, quoted globs, directories, or - for stdin.", show_default=False
     ),
     mode: str = typer.Option(
-        "max", "--mode", "-m", help="max|avg|min|lp|topleft|stochastic|fractional."
+        "max",
+        "--mode",
+        "-m",
+        help="max|avg|min|lp|topleft|stochastic|fractional.",
+        autocompletion=_complete.pool_modes,
     ),
     size: int = typer.Option(2, "--size", "-F", help="Window side F."),
     stride: int | None = typer.Option(
@@ -72,6 +77,7 @@ def pool_command(
         "valid",
         "--pad",
         help="valid (none), zero|constant, replicate|edge, reflect, symmetric, wrap.",
+        autocompletion=_complete.pad_modes,
     ),
     padding: int | None = typer.Option(
         None,
@@ -102,6 +108,7 @@ def pool_command(
         "auto",
         "--scale",
         help="To 8/16 bits: auto (clip; lp: normalize)|clip|abs|normalize|offset|raw.",
+        autocompletion=_complete.scales,
     ),
     gray: bool = GRAY_OPTION,
     depth: int | None = DEPTH_OPTION,
