@@ -10,6 +10,7 @@ import typer
 
 from . import _complete
 from ._common import (
+    CHUNKS_OPTION,
     COMPRESS_OPTION,
     DEPTH_OPTION,
     FORMAT_OPTION,
@@ -18,6 +19,7 @@ from ._common import (
     JSON_OPTION,
     OUTPUT_OPTION,
     QUIET_OPTION,
+    SCHEDULER_OPTION,
     THREADS_OPTION,
     cli_errors,
 )
@@ -137,6 +139,8 @@ def convolve_command(
     fmt: str | None = FORMAT_OPTION,
     compress: int | None = COMPRESS_OPTION,
     jobs: int | None = JOBS_OPTION,
+    chunks: int | None = CHUNKS_OPTION,
+    scheduler: str | None = SCHEDULER_OPTION,
     threads: int | None = THREADS_OPTION,
     quiet: bool = QUIET_OPTION,
     json_lines: bool = JSON_OPTION,
@@ -157,6 +161,8 @@ def convolve_command(
         fmt=fmt,
         compress=compress,
         jobs=jobs,
+        chunks=chunks,
+        scheduler=scheduler,
         threads=threads,
         quiet=quiet,
         json_lines=json_lines,
@@ -182,6 +188,8 @@ def run_convolve(
     fmt=None,
     compress=None,
     jobs=None,
+    chunks=None,
+    scheduler=None,
     threads=None,
     quiet=False,
     json_lines=False,
@@ -254,6 +262,8 @@ def run_convolve(
         fmt=fmt,
         compress=compress,
         jobs=jobs,
+        chunks=chunks,
+        scheduler=scheduler,
         quiet=quiet,
         json_lines=json_lines,
         stack=is_stack,
