@@ -14,14 +14,20 @@ import typer
 from ._common import cli_errors
 
 HELP = """\
-Print a network's layer table: output C x H x W, kernel/stride/pad, parameters
-(weights + biases: a 5x5 filter on one channel has 26), receptive field and jump
-(input pixels between neighbouring outputs), multiply-accumulates, and for each
-conv layer the weights + biases a fully connected layer with the same input and
-output sizes would need. Nothing runs; a stack that breaks (an output below one
-pixel, a weight file of the wrong shape) is reported at the layer that breaks.
+Print a network's layer table: output C x H x W (a flat vector: N),
+kernel/stride/pad, parameters as PyTorch counts them (weights + biases: a 5x5
+filter on one channel has 26; batch norm's scale and shift, not its running
+statistics), receptive field along the longest path and jump (input pixels
+between neighbouring outputs), multiply-accumulates, and for each conv layer the
+weights + biases a fully connected layer with the same input and output sizes
+would need. A graph (branches, add, concat) also shows each node's name and the
+inputs it reads. Below the table: the memory a run needs with every map kept.
+Nothing runs; a net that breaks (an output below one pixel, a weight file of the
+wrong shape, inputs that do not fit) is reported at the layer that breaks.
 
 [cyan]convtool summary samples/nets/lenet.toml --input 32x32x1[/]
+
+[cyan]convtool summary samples/nets/inception.toml[/]
 
 [cyan]convtool summary "conv(random:8,size=3) relu pool(max,2)" --input 224x224x3[/]
 """
@@ -38,22 +44,34 @@ def _num(v: float) -> str:
     return f"{int(v):,}" if float(v).is_integer() else f"{v:.3g}"
 
 
+def is_chain(layers: list[Any]) -> bool:
+    """True when every layer reads only the one before it (the image for the first)."""
+    prev = "input"
+    for layer in layers:
+        if tuple(layer.inputs) != (prev,):
+            return False
+        prev = layer.name
+    return True
+
+
 def rows(layers: list[Any], input_shape: tuple[int, int, int]) -> list[dict[str, Any]]:
-    """One JSON-ready record per layer (input first)."""
-    c, h, w = input_shape
+    """One JSON-ready record per node (input first); ``inputs`` names the values it reads."""
     out: list[dict[str, Any]] = [
-        {"index": 0, "layer": "input", "output": [c, h, w], "rf": 1, "jump": 1, "params": 0}
-    ]
+        {"index": 0, "layer": "input", "output": list(input_shape), "rf": 1, "jump": 1,
+         "params": 0}
+    ]  # fmt: skip
     for layer in layers:
         out.append(
             {
                 "index": layer.index,
                 "layer": layer.name,
                 "type": layer.kind,
+                "inputs": list(layer.inputs),
                 "source": layer.source,
                 "detail": layer.detail,
                 "output": list(layer.out_shape),
                 "params": layer.params,
+                "buffers": layer.buffers,
                 "rf": layer.rf,
                 "jump": layer.jump,
                 "macs": layer.macs,
@@ -64,53 +82,77 @@ def rows(layers: list[Any], input_shape: tuple[int, int, int]) -> list[dict[str,
 
 
 def print_summary(layers: list[Any], input_shape: tuple[int, int, int], title: str) -> None:
-    """Print the rich layer table for planned ``layers`` to stdout."""
+    """Print the rich layer table for planned ``layers`` to stdout.
+
+    A chain gets one ``layer`` column; a graph (branches, joins) gets each
+    node's unique ``name``, its type, and the ``inputs`` it reads.
+    """
     from rich.console import Console
     from rich.table import Table
 
-    c, h, w = input_shape
+    from ..network import memory_estimate, shape_text
+    from ..network.walk import human_bytes
+
+    chain = is_chain(layers)
     table = Table(title=title, title_justify="left", header_style="bold")
-    for name, justify in (
-        ("#", "right"),
-        ("layer", "left"),
-        ("kernel/stride pad", "left"),
-        ("output C×H×W", "right"),
+    columns = [("#", "right")]
+    columns += [("layer", "left")] if chain else [("name", "left"), ("type", "left")]
+    columns += [("kernel/stride pad", "left")]
+    columns += [] if chain else [("inputs", "left")]
+    columns += [
+        ("output", "right"),
         ("params", "right"),
         ("RF", "right"),
         ("jump", "right"),
         ("MACs", "right"),
         ("FC equivalent", "right"),
-    ):
+    ]
+    for name, justify in columns:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    table.add_row("", "input", "", f"{c}×{h}×{w}", "0", "1", "1", "", "")
+
+    def row(first: list[str], detail: str, inputs: str, rest: list[str]) -> list[str]:
+        return first + [detail] + ([] if chain else [inputs]) + rest
+
+    head = ["", "input"] if chain else ["", "input", ""]
+    table.add_row(*row(head, "", "", [shape_text(input_shape, "×"), "0", "1", "1", "", ""]))
     total_params = total_macs = 0
     for layer in layers:
-        oc, oh, ow = layer.out_shape
         total_params += layer.params
         total_macs += layer.macs
-        table.add_row(
-            str(layer.index),
-            layer.label,
-            layer.detail,
-            f"{oc}×{oh}×{ow}",
+        if chain:
+            first = [str(layer.index), layer.label]
+        else:
+            kind = " ".join(p for p in (layer.kind, layer.source) if p)
+            first = [str(layer.index), layer.name, kind]
+        rest = [
+            shape_text(layer.out_shape, "×"),
             f"{layer.params:,}",
             _num(layer.rf),
-            _num(layer.jump),
+            "" if layer.jump is None else _num(layer.jump),
             _human(layer.macs) if layer.macs else "",
             _human(layer.fc_params) if layer.fc_params is not None else "",
-        )
+        ]
+        table.add_row(*row(first, layer.detail, ", ".join(layer.inputs), rest))
     table.add_section()
-    table.add_row("", "total", "", "", f"{total_params:,}", "", "", _human(total_macs), "")
+    total = ["", "total"] if chain else ["", "total", ""]
+    table.add_row(*row(total, "", "", ["", f"{total_params:,}", "", "", _human(total_macs), ""]))
+    mem = memory_estimate(layers, input_shape)
+    table.caption = (
+        f"memory with every map kept: about {human_bytes(mem.total)} (maps "
+        f"{human_bytes(mem.maps)}, weights {human_bytes(mem.weights)}, scratch "
+        f"{human_bytes(mem.work)})"
+    )
+    table.caption_justify = "left"
     console = Console()
     if not console.is_terminal:
-        console = Console(width=160)
+        console = Console(width=200 if not chain else 160)
     console.print(table)
 
 
 @cli_errors
 def summary(
     net: str = typer.Argument(
-        ..., metavar="NET", help="A network TOML file, or an inline layer string."
+        ..., metavar="NET", help="A network TOML file, or an inline layer string (a chain)."
     ),
     input_shape: str = typer.Option(
         None,
@@ -119,7 +161,9 @@ def summary(
         metavar="HxWxC",
         help="Input size, e.g. 224x224x3 or 32x32 (one channel); default: the net's 'input'.",
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the rows as one JSON array."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the rows as one JSON array (each with its inputs)."
+    ),
 ) -> None:
     """Print a network's layer table without running it."""
     from ..network import load_net, parse_shape, plan

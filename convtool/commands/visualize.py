@@ -373,7 +373,7 @@ def visualize(
         typer.echo(f"{dest}: the input and {len(maps)} map{plural}", err=True)
         return
 
-    from ..network import feature_maps, load_net, plan
+    from ..network import check_memory, feature_maps, load_net, memory_estimate, plan
 
     spec = load_net(net if net is not None else layers)
     outdir = Path(output or f"{stem}_layers")
@@ -385,6 +385,7 @@ def visualize(
     x = recipe.normalize(seen, _FULL_SCALE.get(img.depth, 1.0))
     shape = (x.shape[2], x.shape[0], x.shape[1])
     planned = plan(spec, shape)  # fails before anything runs or is written
+    check_memory(memory_estimate(planned, shape))  # every map is kept: refuse what cannot fit
     typer.echo(
         f"{img.name}: {img.data.shape[0]}x{img.data.shape[1]}, preprocessing: "
         f"{recipe.describe(img.data.shape[0], img.data.shape[1])}",
