@@ -218,7 +218,7 @@ def test_input_size_crops_and_says_what_it_did(tmp_path, small_rgb):
         one_error_line(res)
     res = run("visualize", small_rgb, "-k", "sobel", "--mean", "imagenet", "-o", tmp_path / "k.png")
     assert res.exit_code == 2
-    assert "--mean prepares the input of a network" in one_error_line(res)
+    assert "--mean applies to a network" in one_error_line(res)
 
 
 def test_max_maps_draws_the_most_active_and_a_flat_output_as_one_tile(tmp_path, small_gray):
@@ -245,3 +245,45 @@ def test_max_maps_draws_the_most_active_and_a_flat_output_as_one_tile(tmp_path, 
     maps, labels, total = _shown_maps(pool, flat, 5)  # 40x1x1: one vector, not 40 tiles
     assert len(maps) == 1 and maps[0].shape == (40,) and labels == ["40 values, row by row"]
     assert len(_shown_maps(conv, out, 0)[0]) == 40  # 0 draws all
+
+
+def test_labels_print_the_top_classes_as_json_lines_when_piped(tmp_path, small_gray):
+    from convtool.network import feature_maps
+
+    net = "conv(random:12,size=3,seed=4) relu pool(avg,126)"  # 12 x 1 x 1: a classifier
+    names = [f"class {i}" for i in range(12)]
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(names) + "\n\n")  # trailing blank lines are not labels
+    res = run("visualize", small_gray, "--layers", net, "--labels", labels, "--top", "3",
+              "-o", tmp_path / "out")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    img = np.asarray(Image.open(small_gray), dtype=np.float32)
+    logits = feature_maps(img, net)[-1][1].reshape(-1).astype(np.float64)
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    best = np.argsort(-p)[:3]
+    assert [r["rank"] for r in rows] == [1, 2, 3]
+    assert [r["index"] for r in rows] == best.tolist()
+    assert [r["label"] for r in rows] == [names[i] for i in best]
+    np.testing.assert_allclose([r["probability"] for r in rows], p[best], rtol=1e-6)
+
+
+def test_bad_labels_are_one_line_and_exit_2(tmp_path, small_gray):
+    net = "conv(random:12,size=3) pool(avg,126)"
+    short = tmp_path / "short.txt"
+    short.write_text("a\nb\n")
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"\xff\xfe\x00\x81")
+    cases = [
+        (net, short, "has 2 labels but the last layer pool gives 12 classes"),
+        (net, binary, "is not UTF-8 text"),
+        (net, tmp_path / "none.txt", "does not exist"),
+        ("conv(random:12,size=3)", short, "last layer is a classifier"),
+    ]
+    for layers, labels, message in cases:
+        out = tmp_path / "out"
+        res = run("visualize", small_gray, "--layers", layers, "--labels", labels, "-o", out)
+        assert res.exit_code == 2, res.output
+        assert message in one_error_line(res)
+        assert not out.exists()

@@ -172,6 +172,60 @@ def _note(shown: int, total: int) -> str:
     return f" ({shown} most active of {total})" if shown < total else ""
 
 
+def _class_names(last: Any, labels_file: Path | None) -> list[str]:
+    """Check that the net ends in a classifier; its labels (``[]`` without a file)."""
+    import math
+
+    from ..classify import is_class_vector, read_labels
+    from ..errors import UsageError
+
+    shape = tuple(last.out_shape)
+    if not is_class_vector(shape):
+        dims = "x".join(str(v) for v in shape)
+        raise UsageError(
+            f"--labels/--top need a net whose last layer is a classifier (one value per class); "
+            f"its last layer {last.name} gives {dims} maps"
+        )
+    if labels_file is None:
+        return []
+    names = read_labels(labels_file)
+    n = math.prod(shape)
+    if len(names) != n:
+        raise UsageError(
+            f"labels file {labels_file} has {len(names)} labels but the last layer {last.name} "
+            f"gives {n} classes: write one label per class, one per line"
+        )
+    return names
+
+
+def _print_top(last: tuple[Any, Any], k: int, names: list[str] | None) -> None:
+    """The top-k classes: a rich table on a terminal, JSON lines when stdout is piped."""
+    import json
+    import sys
+
+    from ..classify import probabilities, top_k
+
+    layer, scores = last
+    ranked = top_k(scores, k, names)
+    how = "softmax of" if probabilities(scores)[1] else "output of"
+    if not sys.stdout.isatty():
+        for r in ranked:
+            row = {"rank": r.rank, "index": r.index, "label": r.label, "probability": r.probability}
+            typer.echo(json.dumps(row))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"top {len(ranked)} of {scores.size} classes ({how} {layer.name})")
+    table = Table(header_style="bold")
+    for name, justify in (("#", "right"), ("class", "right"), ("label", "left"), ("p", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in ranked:
+        table.add_row(str(r.rank), str(r.index), r.label, f"{r.probability:.4f}")
+    console.print(table)
+
+
 def _filter_maps(
     image: Any,
     kernels: list[str],
@@ -278,6 +332,16 @@ def visualize(
         help="Per layer, draw the N most active maps (highest mean |value|; the title says "
         "'N most active of C'); 0 draws all. overview.png shows up to 8 of them.",
     ),
+    labels_file: Path = typer.Option(
+        None,
+        "--labels",
+        metavar="FILE",
+        help="Class names, one per line, for a net ending in a classifier: print the top "
+        "classes with probabilities (a table on a terminal, JSON lines when piped).",
+    ),
+    top: int = typer.Option(
+        None, "--top", min=1, metavar="K", help="How many classes to print (default 5)."
+    ),
     input_size: str = typer.Option(
         "auto",
         "--input-size",
@@ -336,10 +400,12 @@ def visualize(
         "--std": std is not None,
         "--bgr": bgr,
         "--pixel-range": pixel_range is not None,
+        "--labels": labels_file is not None,
+        "--top": top is not None,
     }
     given = [name for name, on in model_opts.items() if on]
     if given and not use_net:
-        raise UsageError(f"{given[0]} prepares the input of a network: give --net or --layers")
+        raise UsageError(f"{given[0]} applies to a network: give --net or --layers")
 
     from ..grid import grid as draw_grid
     from ..grid import overview, styles
@@ -386,11 +452,10 @@ def visualize(
     shape = (x.shape[2], x.shape[0], x.shape[1])
     planned = plan(spec, shape)  # fails before anything runs or is written
     check_memory(memory_estimate(planned, shape))  # every map is kept: refuse what cannot fit
-    typer.echo(
-        f"{img.name}: {img.data.shape[0]}x{img.data.shape[1]}, preprocessing: "
-        f"{recipe.describe(img.data.shape[0], img.data.shape[1])}",
-        err=True,
-    )
+    class_names = _class_names(planned[-1], labels_file) if labels_file or top else None
+    steps = recipe.describe(img.data.shape[0], img.data.shape[1])
+    if steps != "none":
+        typer.echo(f"{img.name}: {img.data.shape[0]}x{img.data.shape[1]}, {steps}", err=True)
     if summary:
         from .summary import print_summary
 
@@ -432,6 +497,8 @@ def visualize(
         for job in jobs:
             job.result()
     typer.echo(f"{outdir}{os.sep}: {len(written)} layer grids + overview.png", err=True)
+    if class_names is not None:
+        _print_top(results[-1], top or 5, class_names or None)
 
 
 def register(app: typer.Typer) -> None:

@@ -330,6 +330,8 @@ def plan(net: Net | str | os.PathLike, input_shape: Shape | str | None = None) -
     from .ops import OPS
 
     net = load_net(net)
+    if hasattr(net, "at_shape"):  # ONNX: fold shape arithmetic at this input size
+        net = net.at_shape(input_shape)
     shape = _input_shape(net, input_shape)
     planned: dict[str, Layer] = {INPUT: input_layer(shape)}
     layers: list[Layer] = []
