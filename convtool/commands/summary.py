@@ -40,7 +40,9 @@ def _human(n: float) -> str:
     return f"{n:g}"
 
 
-def _num(v: float) -> str:
+def _num(v: float | None) -> str:
+    if v is None:  # no receptive field or jump (a flat vector)
+        return ""
     return f"{int(v):,}" if float(v).is_integer() else f"{v:.3g}"
 
 
@@ -81,71 +83,99 @@ def rows(layers: list[Any], input_shape: tuple[int, int, int]) -> list[dict[str,
     return out
 
 
-def print_summary(layers: list[Any], input_shape: tuple[int, int, int], title: str) -> None:
-    """Print the rich layer table for planned ``layers`` to stdout.
+#: The layer table's columns for a chain: heading and alignment (``summary`` and index.html).
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("#", "right"),
+    ("layer", "left"),
+    ("kernel/stride pad", "left"),
+    ("output C×H×W", "right"),
+    ("params", "right"),
+    ("RF", "right"),
+    ("jump", "right"),
+    ("MACs", "right"),
+    ("FC equivalent", "right"),
+)
+#: A graph's columns: each node's unique name, its type, and the inputs it reads.
+GRAPH_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("#", "right"),
+    ("name", "left"),
+    ("type", "left"),
+    ("kernel/stride pad", "left"),
+    ("inputs", "left"),
+    ("output", "right"),
+    *COLUMNS[4:],
+)
 
-    A chain gets one ``layer`` column; a graph (branches, joins) gets each
-    node's unique ``name``, its type, and the ``inputs`` it reads.
-    """
-    from rich.console import Console
-    from rich.table import Table
 
-    from ..network import memory_estimate, shape_text
-    from ..network.walk import human_bytes
+def columns(layers: list[Any]) -> tuple[tuple[str, str], ...]:
+    """:data:`COLUMNS` for a chain, :data:`GRAPH_COLUMNS` for a graph (branches, joins)."""
+    return COLUMNS if is_chain(layers) else GRAPH_COLUMNS
+
+
+def table_rows(
+    layers: list[Any], input_shape: tuple[int, int, int]
+) -> tuple[list[list[str]], list[str]]:
+    """The layer table as text in :func:`columns` order: input and layers, then the total."""
+    from ..network.graph import shape_text
 
     chain = is_chain(layers)
-    table = Table(title=title, title_justify="left", header_style="bold")
-    columns = [("#", "right")]
-    columns += [("layer", "left")] if chain else [("name", "left"), ("type", "left")]
-    columns += [("kernel/stride pad", "left")]
-    columns += [] if chain else [("inputs", "left")]
-    columns += [
-        ("output", "right"),
-        ("params", "right"),
-        ("RF", "right"),
-        ("jump", "right"),
-        ("MACs", "right"),
-        ("FC equivalent", "right"),
-    ]
-    for name, justify in columns:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
 
-    def row(first: list[str], detail: str, inputs: str, rest: list[str]) -> list[str]:
-        return first + [detail] + ([] if chain else [inputs]) + rest
+    def row(index: str, names: list[str], detail: str, inputs: str, rest: list[str]) -> list[str]:
+        if chain:
+            return [index, " ".join(p for p in names if p), detail, *rest]
+        return [index, names[0], " ".join(p for p in names[1:] if p), detail, inputs, *rest]
 
-    head = ["", "input"] if chain else ["", "input", ""]
-    table.add_row(*row(head, "", "", [shape_text(input_shape, "×"), "0", "1", "1", "", ""]))
+    body = [row("", ["input"], "", "", [shape_text(input_shape, "×"), "0", "1", "1", "", ""])]
     total_params = total_macs = 0
     for layer in layers:
         total_params += layer.params
         total_macs += layer.macs
-        if chain:
-            first = [str(layer.index), layer.label]
-        else:
-            kind = " ".join(p for p in (layer.kind, layer.source) if p)
-            first = [str(layer.index), layer.name, kind]
+        names = [layer.label] if chain else [layer.name, layer.kind, layer.source]
         rest = [
             shape_text(layer.out_shape, "×"),
             f"{layer.params:,}",
             _num(layer.rf),
-            "" if layer.jump is None else _num(layer.jump),
+            _num(layer.jump),
             _human(layer.macs) if layer.macs else "",
             _human(layer.fc_params) if layer.fc_params is not None else "",
         ]
-        table.add_row(*row(first, layer.detail, ", ".join(layer.inputs), rest))
-    table.add_section()
-    total = ["", "total"] if chain else ["", "total", ""]
-    table.add_row(*row(total, "", "", ["", f"{total_params:,}", "", "", _human(total_macs), ""]))
+        body.append(row(str(layer.index), names, layer.detail, ", ".join(layer.inputs), rest))
+    total = row("", ["total"], "", "", ["", f"{total_params:,}", "", "", _human(total_macs), ""])
+    return body, total
+
+
+def memory_line(layers: list[Any], input_shape: tuple[int, int, int]) -> str:
+    """``memory with every map kept: about 12.8 MiB (maps ..., weights ..., scratch ...)``."""
+    from ..network import memory_estimate
+    from ..network.walk import human_bytes
+
     mem = memory_estimate(layers, input_shape)
-    table.caption = (
+    return (
         f"memory with every map kept: about {human_bytes(mem.total)} (maps "
         f"{human_bytes(mem.maps)}, weights {human_bytes(mem.weights)}, scratch "
         f"{human_bytes(mem.work)})"
     )
+
+
+def print_summary(layers: list[Any], input_shape: tuple[int, int, int], title: str) -> None:
+    """Print the rich layer table for planned ``layers`` to stdout, the memory estimate below."""
+    from rich.console import Console
+    from rich.table import Table
+
+    cols = columns(layers)
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for name, justify in cols:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    body, total = table_rows(layers, input_shape)
+    for line in body:
+        table.add_row(*line)
+    table.add_section()
+    table.add_row(*total)
+    table.caption = memory_line(layers, input_shape)
     table.caption_justify = "left"
     console = Console()
     if not console.is_terminal:
-        console = Console(width=200 if not chain else 160)
+        console = Console(width=160 if cols is COLUMNS else 200)
     console.print(table)
 
 
