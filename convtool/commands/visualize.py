@@ -453,7 +453,7 @@ def visualize(
         typer.echo(f"{dest}: the input and {len(maps)} map{plural}", err=True)
         return
 
-    from ..network import feature_maps, load_net, plan
+    from ..network import check_memory, feature_maps, load_net, memory_estimate, plan
 
     spec = load_net(net if net is not None else layers)
     outdir = Path(output or f"{stem}_layers")
@@ -465,6 +465,7 @@ def visualize(
     x = recipe.normalize(seen, _FULL_SCALE.get(img.depth, 1.0))
     shape = (x.shape[2], x.shape[0], x.shape[1])
     planned = plan(spec, shape)  # fails before anything runs or is written
+    check_memory(memory_estimate(planned, shape))  # every map is kept: refuse what cannot fit
     class_names = _class_names(planned[-1], labels_file) if labels_file or top else None
     c = img.data.shape[2] if img.data.ndim == 3 else 1
     steps = recipe.describe(img.data.shape[0], img.data.shape[1], c)
@@ -519,7 +520,7 @@ def visualize(
         how = "softmax of" if probabilities(scores)[1] else "output of"
         heading = f"top {len(ranked)} of {scores.size} classes ({how} {last.name})"
     from ..report import Sheet, index_html
-    from .summary import COLUMNS, table_rows
+    from .summary import columns, table_rows
 
     body, total_row = table_rows(planned, shape)
     stems = {layer.index: layer.stem for layer, _ in results}
@@ -531,7 +532,7 @@ def visualize(
     page = index_html(
         spec.name,
         meta=meta,
-        columns=COLUMNS,
+        columns=columns(planned),
         rows=body,
         row_links=[None] + [stems.get(layer.index) for layer in planned],
         total=total_row,
