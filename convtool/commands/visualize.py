@@ -332,6 +332,13 @@ def visualize(
         help="Per layer, draw the N most active maps (highest mean |value|; the title says "
         "'N most active of C'); 0 draws all. overview.png shows up to 8 of them.",
     ),
+    until: str = typer.Option(
+        None,
+        "--until",
+        metavar="NODE",
+        help="Stop after the node or layer of this name (ONNX: the node's name, or its first "
+        "output's); what comes after it is neither run nor read.",
+    ),
     labels_file: Path = typer.Option(
         None,
         "--labels",
@@ -400,6 +407,7 @@ def visualize(
         "--std": std is not None,
         "--bgr": bgr,
         "--pixel-range": pixel_range is not None,
+        "--until": until is not None,
         "--labels": labels_file is not None,
         "--top": top is not None,
     }
@@ -440,8 +448,10 @@ def visualize(
         return
 
     from ..network import feature_maps, load_net, plan
+    from ..network.walk import up_to
 
-    spec = load_net(net if net is not None else layers)
+    source = net if net is not None else layers
+    spec = up_to(source, until) if until else load_net(source)
     outdir = Path(output or f"{stem}_layers")
     if outdir.exists() and not outdir.is_dir():
         raise UsageError(f"-o {outdir} is a file; a network writes a directory of PNGs")

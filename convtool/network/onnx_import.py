@@ -616,6 +616,14 @@ class OnnxNet(Net):
             self.cache[key] = replace(self, layers=to_nodes(g), input_shape=(c, h, w), graph=g)
         return self.cache[key]
 
+    def up_to(self, until: str) -> OnnxNet:
+        """The same model read only up to node ``until`` (at the same input size)."""
+        cut = replace(self, until=until, layers=(), input_shape=None, graph=None, cache={})
+        if self.input_shape is not None:
+            _, path, _, image = self.opened
+            return cut.at_shape(self.input_shape if _fixed_shape(image) is None else None)
+        return cut
+
 
 def load_onnx(
     source: str | os.PathLike | Any, input_size: Any = None, until: str | None = None
