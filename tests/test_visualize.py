@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -73,9 +75,10 @@ def test_network_writes_one_grid_per_layer_and_an_overview(tmp_path, small_rgb):
     outdir = tmp_path / "layers"
     res = run("visualize", small_rgb, "--net", NETS / "edges.toml", "-o", outdir)
     assert res.exit_code == 0, res.output
-    names = sorted(p.name for p in outdir.iterdir())
+    names = sorted(p.name for p in outdir.glob("*.png"))
     assert names == ["01_conv.png", "02_abs.png", "03_pool.png", "04_conv.png", "05_pool.png",
                      "overview.png"]  # fmt: skip
+    assert (outdir / "index.html").is_file()
     for name in names:
         img = read(outdir / name)
         assert (img != BACKGROUND).any(axis=2).mean() > 0.3  # tiles, not empty space
@@ -96,7 +99,7 @@ def test_inline_layers_with_summary(tmp_path, small_gray):
     assert "104" in res.output  # 4 * 25 + 4 parameters
     assert "4×62×62" in res.output
     assert sorted(p.name for p in outdir.iterdir()) == [
-        "01_conv.png", "02_relu.png", "03_pool.png", "overview.png",
+        "01_conv.png", "02_relu.png", "03_pool.png", "index.html", "overview.png",
     ]  # fmt: skip
 
 
@@ -287,3 +290,52 @@ def test_bad_labels_are_one_line_and_exit_2(tmp_path, small_gray):
         assert res.exit_code == 2, res.output
         assert message in one_error_line(res)
         assert not out.exists()
+
+
+class _Page(HTMLParser):
+    """Collects what a test checks in index.html: references, anchors, text, scripts."""
+
+    def __init__(self):
+        super().__init__()
+        self.refs, self.links, self.ids, self.text, self.scripts = [], [], set(), [], 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if a.get("id"):
+            self.ids.add(a["id"])
+        if tag in ("img", "script", "link", "iframe", "source"):
+            self.refs.append(a.get("src") or a.get("href"))
+            self.scripts += tag == "script"
+        if tag == "a":
+            href = a["href"]
+            (self.links if href.startswith("#") else self.refs).append(href)
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_index_html_references_every_sheet_and_names_every_layer(tmp_path, small_rgb):
+    from convtool.network import plan
+
+    outdir = tmp_path / "maps"
+    net = NETS / "lenet.toml"
+    res = run("visualize", small_rgb, "--net", net, "-o", outdir)
+    assert res.exit_code == 0, res.output
+    html = (outdir / "index.html").read_text(encoding="utf-8")
+    page = _Page()
+    page.feed(html)
+    # self-contained: no scripts, nothing from elsewhere, every file it names is in DIR
+    assert page.scripts == 0 and "http" not in html and "@import" not in html
+    assert page.refs and all(ref and "/" not in ref for ref in page.refs)
+    assert all((outdir / unquote(ref)).is_file() for ref in page.refs)
+    pngs = sorted(p.name for p in outdir.glob("*.png"))
+    assert sorted(set(page.refs)) == pngs  # every sheet and the overview, nothing else
+    # every layer: a table row linking to its sheet's heading, which shows the sheet
+    layers = plan(net, (3, 96, 96))
+    text = "".join(page.text)
+    for layer in layers:
+        assert layer.label in text and layer.title in text
+        assert f"#{layer.stem}" in page.links and layer.stem in page.ids
+    assert set(link[1:] for link in page.links) <= page.ids
+    order = [html.index(f'src="{layer.stem}.png"') for layer in layers]
+    assert order == sorted(order)

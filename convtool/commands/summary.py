@@ -34,7 +34,9 @@ def _human(n: float) -> str:
     return f"{n:g}"
 
 
-def _num(v: float) -> str:
+def _num(v: float | None) -> str:
+    if v is None:  # no receptive field or jump (a flat vector)
+        return ""
     return f"{int(v):,}" if float(v).is_integer() else f"{v:.3g}"
 
 
@@ -63,44 +65,61 @@ def rows(layers: list[Any], input_shape: tuple[int, int, int]) -> list[dict[str,
     return out
 
 
+#: The layer table's columns: heading and alignment (``summary`` and index.html).
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("#", "right"),
+    ("layer", "left"),
+    ("kernel/stride pad", "left"),
+    ("output C×H×W", "right"),
+    ("params", "right"),
+    ("RF", "right"),
+    ("jump", "right"),
+    ("MACs", "right"),
+    ("FC equivalent", "right"),
+)
+
+
+def table_rows(
+    layers: list[Any], input_shape: tuple[int, int, int]
+) -> tuple[list[list[str]], list[str]]:
+    """The layer table as text in :data:`COLUMNS` order: input and layers, then the total."""
+    from ..network.graph import shape_text
+
+    body = [["", "input", "", shape_text(input_shape, "×"), "0", "1", "1", "", ""]]
+    total_params = total_macs = 0
+    for layer in layers:
+        total_params += layer.params
+        total_macs += layer.macs
+        body.append(
+            [
+                str(layer.index),
+                layer.label,
+                layer.detail,
+                shape_text(layer.out_shape, "×"),
+                f"{layer.params:,}",
+                _num(layer.rf),
+                _num(layer.jump),
+                _human(layer.macs) if layer.macs else "",
+                _human(layer.fc_params) if layer.fc_params is not None else "",
+            ]
+        )
+    total = ["", "total", "", "", f"{total_params:,}", "", "", _human(total_macs), ""]
+    return body, total
+
+
 def print_summary(layers: list[Any], input_shape: tuple[int, int, int], title: str) -> None:
     """Print the rich layer table for planned ``layers`` to stdout."""
     from rich.console import Console
     from rich.table import Table
 
-    c, h, w = input_shape
     table = Table(title=title, title_justify="left", header_style="bold")
-    for name, justify in (
-        ("#", "right"),
-        ("layer", "left"),
-        ("kernel/stride pad", "left"),
-        ("output C×H×W", "right"),
-        ("params", "right"),
-        ("RF", "right"),
-        ("jump", "right"),
-        ("MACs", "right"),
-        ("FC equivalent", "right"),
-    ):
+    for name, justify in COLUMNS:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    table.add_row("", "input", "", f"{c}×{h}×{w}", "0", "1", "1", "", "")
-    total_params = total_macs = 0
-    for layer in layers:
-        oc, oh, ow = layer.out_shape
-        total_params += layer.params
-        total_macs += layer.macs
-        table.add_row(
-            str(layer.index),
-            layer.label,
-            layer.detail,
-            f"{oc}×{oh}×{ow}",
-            f"{layer.params:,}",
-            _num(layer.rf),
-            _num(layer.jump),
-            _human(layer.macs) if layer.macs else "",
-            _human(layer.fc_params) if layer.fc_params is not None else "",
-        )
+    body, total = table_rows(layers, input_shape)
+    for row in body:
+        table.add_row(*row)
     table.add_section()
-    table.add_row("", "total", "", "", f"{total_params:,}", "", "", _human(total_macs), "")
+    table.add_row(*total)
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)

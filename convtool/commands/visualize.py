@@ -26,7 +26,11 @@ tile of one PNG.
 [cyan]convtool visualize samples/brick.png --bank gabor --cmap diverging -o gabor.png[/]
 
 Networks: --net FILE.toml or --layers "..." runs the stack and writes one grid
-per layer (01_conv.png, 02_relu.png, ...) plus overview.png into -o DIR/.
+per layer (01_conv.png, 02_relu.png, ...), overview.png and index.html (one
+self-contained page: the layer table, each layer linked to its sheet) into -o DIR/.
+
+A layer with many channels shows its --max-maps most active (mean |value|); a net
+ending in a classifier prints its top classes with --labels FILE (one per line).
 
 [cyan]convtool visualize samples/astronaut.png --net samples/nets/lenet.toml -o out/ --summary[/]
 
@@ -43,6 +47,8 @@ reversed with --bgr, then (x - mean) / std. The line on stderr says what was don
 [cyan]convtool visualize a.jpg --net caffe.onnx --pixel-range 255 --bgr --mean 104,117,124 -o m/[/]
 
 [cyan]convtool visualize photo.jpg --net samples/nets/lenet.toml --input-size 32 -o out/[/]
+
+[cyan]convtool visualize cat.jpg --net m.onnx --labels classes.txt --top 3 --max-maps 16 -o m/[/]
 
 Colour maps: auto (default) draws signed maps with diverging (blue < 0 < red,
 white at zero, range symmetric about zero) and the others with gray. --normalize
@@ -198,16 +204,11 @@ def _class_names(last: Any, labels_file: Path | None) -> list[str]:
     return names
 
 
-def _print_top(last: tuple[Any, Any], k: int, names: list[str] | None) -> None:
+def _print_top(ranked: list[Any], heading: str) -> None:
     """The top-k classes: a rich table on a terminal, JSON lines when stdout is piped."""
     import json
     import sys
 
-    from ..classify import probabilities, top_k
-
-    layer, scores = last
-    ranked = top_k(scores, k, names)
-    how = "softmax of" if probabilities(scores)[1] else "output of"
     if not sys.stdout.isatty():
         for r in ranked:
             row = {"rank": r.rank, "index": r.index, "label": r.label, "probability": r.probability}
@@ -217,7 +218,7 @@ def _print_top(last: tuple[Any, Any], k: int, names: list[str] | None) -> None:
     from rich.table import Table
 
     console = Console()
-    console.print(f"top {len(ranked)} of {scores.size} classes ({how} {layer.name})")
+    console.print(heading)
     table = Table(header_style="bold")
     for name, justify in (("#", "right"), ("class", "right"), ("label", "left"), ("p", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
@@ -477,12 +478,13 @@ def visualize(
 
     shown = [_shown_maps(layer, maps, max_maps) for layer, maps in results]
 
-    def sheet_job(layer: Any, maps: Any, labels: Any, total: int, dest: Path) -> None:
+    def sheet_job(layer: Any, maps: Any, labels: Any, total: int, dest: Path) -> tuple[int, int]:
         title = f"{spec.name}: {layer.title}{_note(len(maps), total)}"
         # a vector block is a handful of cells: draw it as large as the input
         grow = {"min_tile": grid_kw["max_tile"] * 3 // 4} if maps[0].ndim == 1 else {}
         sheet = draw_grid(maps, labels, input_image=thumb, title=title, **grid_kw, **grow)
         _write_png(dest, sheet, compress)
+        return sheet.shape[1], sheet.shape[0]
 
     def overview_job() -> None:
         rows = [
@@ -503,11 +505,51 @@ def visualize(
             pool.submit(sheet_job, layer, maps, labels, total, dest)
             for (layer, _), (maps, labels, total), dest in zip(results, shown, written, strict=True)
         ]
-        for job in jobs:
-            job.result()
-    typer.echo(f"{outdir}{os.sep}: {len(written)} layer grids + overview.png", err=True)
+        sizes = [job.result() for job in jobs][1:]
+    ranked = None
     if class_names is not None:
-        _print_top(results[-1], top or 5, class_names or None)
+        from ..classify import probabilities, top_k
+
+        last, scores = results[-1]
+        ranked = top_k(scores, top or 5, class_names or None)
+        how = "softmax of" if probabilities(scores)[1] else "output of"
+        heading = f"top {len(ranked)} of {scores.size} classes ({how} {last.name})"
+    from ..report import Sheet, index_html
+    from .summary import COLUMNS, table_rows
+
+    body, total_row = table_rows(planned, shape)
+    stems = {layer.index: layer.stem for layer, _ in results}
+    meta = [f"input {img.name}: {img.data.shape[0]}x{img.data.shape[1]}"]
+    if steps != "none":
+        meta.append(f"preprocessing: {steps}")
+    if ranked is not None:
+        meta.append(heading)
+    page = index_html(
+        spec.name,
+        meta=meta,
+        columns=COLUMNS,
+        rows=body,
+        row_links=[None] + [stems.get(layer.index) for layer in planned],
+        total=total_row,
+        sheets=[
+            Sheet(layer.stem, layer.title + _note(len(maps), n), dest.name, w, h)
+            for (layer, _), (maps, _, n), dest, (w, h) in zip(
+                results, shown, written, sizes, strict=True
+            )
+        ],
+        overview="overview.png",
+        classes=None
+        if ranked is None
+        else [(str(r.rank), str(r.index), r.label, f"{r.probability:.4f}") for r in ranked],
+    )
+    from ..io import atomic_write
+
+    atomic_write(outdir / "index.html", lambda fh: fh.write(page.encode("utf-8")))
+    typer.echo(
+        f"{outdir}{os.sep}: {len(written)} layer grids, overview.png and index.html", err=True
+    )
+    if ranked is not None:
+        _print_top(ranked, heading)
 
 
 def register(app: typer.Typer) -> None:
