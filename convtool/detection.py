@@ -415,6 +415,10 @@ def match(
     >>> round(float(scores.max()), 4)
     1.0
     """
+    if type(image).__module__.startswith("dask"):  # lazy, chunk by chunk: convtool.chunked
+        from . import chunked
+
+        return chunked.match(image, template, method, threads=threads, algorithm=algorithm)
     method = normalize_method(method)
     planes = _as_planes(image, "image")
     tmpl = _check_pair(planes, _as_planes(template, "template"))

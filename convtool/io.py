@@ -171,7 +171,8 @@ def _bomb_message(name: str, size: tuple[int, int] | None, limit: int | None) ->
     dims = f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size else "too many pixels"
     return (
         f"{name}: image is {dims}, above the decompression-bomb limit of {limit:,} pixels; "
-        f"if you trust the file, raise the limit with {_MAX_PIXELS_ENV}=N"
+        f"if you trust the file, raise the limit with {_MAX_PIXELS_ENV}=N, or convert it to "
+        "a tiled TIFF (.tif), which convtool reads window by window"
     )
 
 

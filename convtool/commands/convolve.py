@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import typer
 
+from . import _complete
 from ._common import (
+    CHUNKS_OPTION,
     COMPRESS_OPTION,
     DEPTH_OPTION,
     FORMAT_OPTION,
@@ -17,6 +19,7 @@ from ._common import (
     JSON_OPTION,
     OUTPUT_OPTION,
     QUIET_OPTION,
+    SCHEDULER_OPTION,
     THREADS_OPTION,
     cli_errors,
 )
@@ -101,11 +104,13 @@ def convolve_command(
         "--kernel",
         help="Kernel spec; repeat for a filter bank. See `convtool kernels`.",
         show_default=False,
+        autocompletion=_complete.kernel_names,
     ),
     pad: str = typer.Option(
         "reflect",
         "--pad",
         help="Border: zero|constant, replicate|edge, reflect, symmetric, wrap, valid.",
+        autocompletion=_complete.pad_modes,
     ),
     pad_value: float = typer.Option(0.0, "--pad-value", help="Fill value for --pad constant."),
     stride: int = typer.Option(1, "--stride", "-s", help="Step between output pixels."),
@@ -120,11 +125,13 @@ def convolve_command(
         help="Merge several responses: magnitude|max|sum|stack. Default: the kernel's own "
         "(sobel: magnitude, kirsch: max); magnitude for several -k.",
         show_default=False,
+        autocompletion=_complete.combines,
     ),
     scale: str = typer.Option(
         "auto",
         "--scale",
         help="To 8/16 bits: auto|clip|abs|normalize|offset|robust-normalize|robust-offset|raw.",
+        autocompletion=_complete.scales,
     ),
     gray: bool = GRAY_OPTION,
     depth: int | None = DEPTH_OPTION,
@@ -132,6 +139,8 @@ def convolve_command(
     fmt: str | None = FORMAT_OPTION,
     compress: int | None = COMPRESS_OPTION,
     jobs: int | None = JOBS_OPTION,
+    chunks: int | None = CHUNKS_OPTION,
+    scheduler: str | None = SCHEDULER_OPTION,
     threads: int | None = THREADS_OPTION,
     quiet: bool = QUIET_OPTION,
     json_lines: bool = JSON_OPTION,
@@ -152,6 +161,8 @@ def convolve_command(
         fmt=fmt,
         compress=compress,
         jobs=jobs,
+        chunks=chunks,
+        scheduler=scheduler,
         threads=threads,
         quiet=quiet,
         json_lines=json_lines,
@@ -177,6 +188,8 @@ def run_convolve(
     fmt=None,
     compress=None,
     jobs=None,
+    chunks=None,
+    scheduler=None,
     threads=None,
     quiet=False,
     json_lines=False,
@@ -249,6 +262,8 @@ def run_convolve(
         fmt=fmt,
         compress=compress,
         jobs=jobs,
+        chunks=chunks,
+        scheduler=scheduler,
         quiet=quiet,
         json_lines=json_lines,
         stack=is_stack,

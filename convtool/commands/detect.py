@@ -10,6 +10,8 @@ import sys
 
 import typer
 
+from . import _complete
+
 FORMATS = ("auto", "table", "json", "csv")
 FIELDS = ("image", "x", "y", "width", "height", "cx", "cy", "score", "scale")
 
@@ -118,8 +120,15 @@ def detect_command(
         "-k",
         help="Use a kernel's weights as the template (see `convtool kernels`).",
         show_default=False,
+        autocompletion=_complete.kernel_names,
     ),
-    method: str = typer.Option("zncc", "--method", "-m", help="zncc, cosine or sqdiff."),
+    method: str = typer.Option(
+        "zncc",
+        "--method",
+        "-m",
+        help="zncc, cosine or sqdiff.",
+        autocompletion=_complete.detect_methods,
+    ),
     threshold: float | None = typer.Option(
         None,
         "--threshold",

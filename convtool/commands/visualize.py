@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from . import _complete
 from ._common import cli_errors, set_threads
 
 HELP = """\
@@ -272,7 +273,12 @@ def _filter_maps(
 def visualize(
     image: Path = typer.Argument(..., metavar="IMAGE", help="Input image ('-' for stdin)."),
     kernel: list[str] = typer.Option(
-        None, "--kernel", "-k", metavar="SPEC", help="A filter to show (repeatable)."
+        None,
+        "--kernel",
+        "-k",
+        metavar="SPEC",
+        help="A filter to show (repeatable).",
+        autocompletion=_complete.kernel_names,
     ),
     bank: str = typer.Option(
         None, "--bank", "-b", metavar="NAME", help="A filter bank: edges, gabor, log, random:N."
@@ -319,7 +325,12 @@ def visualize(
         help="Largest tile side in pixels; bigger maps are reduced (default 512 for filters, "
         "256 for a network's layers).",
     ),
-    pad: str = typer.Option("reflect", "--pad", help="Pad mode for -k/--bank filters."),
+    pad: str = typer.Option(
+        "reflect",
+        "--pad",
+        help="Pad mode for -k/--bank filters.",
+        autocompletion=_complete.pad_modes,
+    ),
     correlate: bool = typer.Option(False, "--correlate", help="Correlate -k filters (no flip)."),
     size: int = typer.Option(5, "--size", min=1, help="Kernel size of --bank random:N."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of --bank random:N."),
