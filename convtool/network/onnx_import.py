@@ -588,6 +588,14 @@ class OnnxNet(Net):
         """True when the model fixes its input's channels, height and width."""
         return _fixed_shape(self.opened[3]) is not None
 
+    @property
+    def input_channels(self) -> int | None:
+        """The channels the model's input fixes (C of N x C x H x W), or None."""
+        dims = self.opened[3].type.tensor_type.shape.dim
+        if len(dims) != 4 or not dims[1].HasField("dim_value") or dims[1].dim_value < 1:
+            return None
+        return int(dims[1].dim_value)
+
     def at_shape(self, input_shape: Any = None) -> OnnxNet:
         """This model folded at ``input_shape``: (C, H, W), "HxW[xC]" text, or None (its own).
 
