@@ -861,6 +861,10 @@ def plan_node(layer: Any, ins: list) -> tuple[int, ...]:
     if arith is not None:
         arith(layer, info)
     if len(shape) != 3:
+        if len(layer.in_shape) == 3 and layer.jump is not None:
+            # a flat output (Flatten, Reshape, Gemm on a map) sees every position
+            side = max(layer.in_shape[1:])
+            layer.rf = layer.rf + (side - 1) * layer.jump
         layer.jump = None
     layer.work_bytes = 4 * int(np.prod(shape))
     return shape
