@@ -601,6 +601,11 @@ def image_batch(
         from .cluster import connect
 
         client = connect(address)
+    worker_threads: dict[str, int] = {}
+    if client is not None:
+        from .cluster import threads_by_worker
+
+        worker_threads = threads_by_worker(client)
 
     def encode(image, result, alpha, kind):
         """The output file's bytes and the --json record (locally and on a worker)."""
@@ -654,6 +659,7 @@ def image_batch(
                 gray,
                 compute,
                 functools.partial(encode, kind=kind),
+                worker_threads,
                 pure=False,
             )
             data, record = future.result()
