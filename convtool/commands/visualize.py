@@ -537,8 +537,6 @@ def visualize(
     meta = [f"input {img.name}: {img.data.shape[0]}x{img.data.shape[1]}"]
     if steps != "none":
         meta.append(f"preprocessing: {steps}")
-    if ranked is not None:
-        meta.append(heading)
     page = index_html(
         spec.name,
         meta=meta,
@@ -553,6 +551,7 @@ def visualize(
             )
         ],
         overview="overview.png",
+        classes_title=heading[0].upper() + heading[1:] if ranked is not None else "",
         classes=None
         if ranked is None
         else [(str(r.rank), str(r.index), r.label, f"{r.probability:.4f}") for r in ranked],
