@@ -317,7 +317,7 @@ class Preprocess:
             x = x / np.asarray(self.std, np.float32)
         return np.ascontiguousarray(x, dtype=np.float32)
 
-    def describe(self, h: int, w: int) -> str:
+    def describe(self, h: int, w: int, c: int | None = None) -> str:
         """One line saying what :meth:`apply` does to an ``h`` x ``w`` image.
 
         Examples
@@ -331,8 +331,10 @@ class Preprocess:
             steps.append(f"resize {target[0]}x{target[1]}")
         if self.size is not None and self.size != (target or (h, w)):
             steps.append(f"crop {self.size[0]}x{self.size[1]}")
-        if self.channels == 1:
+        if self.channels == 1 and c != 1:
             steps.append("luminance")
+        elif c == 1 and self.channels and self.channels > 1:
+            steps.append(f"grey to {self.channels} channels")
         if self.pixel_range is not None:
             steps.append(f"values 0..{self.pixel_range:g}")
         if self.bgr:

@@ -339,3 +339,61 @@ def test_index_html_references_every_sheet_and_names_every_layer(tmp_path, small
     assert set(link[1:] for link in page.links) <= page.ids
     order = [html.index(f'src="{layer.stem}.png"') for layer in layers]
     assert order == sorted(order)
+
+
+def _fixed_onnx(path, c=3, h=32, w=40, classes=7):
+    """A small classifier with a fixed 1 x c x h x w input: conv, relu, pool, gemm, softmax."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    inits = [
+        numpy_helper.from_array(rng.normal(size=(6, c, 3, 3)).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.normal(size=(classes, 6)).astype(np.float32), "fw"),
+        numpy_helper.from_array(rng.normal(size=classes).astype(np.float32), "fb"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["image", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["r"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "fw", "fb"], ["logits"], name="fc", transB=1),
+        helper.make_node("Softmax", ["logits"], ["probs"], name="probs", axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "fixed",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, c, h, w])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, classes])],
+        inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_onnx_model_input_size_is_the_default_and_top_classes_match_onnxruntime(
+    tmp_path, small_rgb, small_gray
+):
+    ort = pytest.importorskip("onnxruntime")
+    from convtool.preprocess import preprocess
+
+    model = _fixed_onnx(tmp_path / "fixed.onnx")
+    for image in (small_rgb, small_gray):
+        outdir = tmp_path / f"maps_{image.stem}"
+        res = run("visualize", image, "--net", model, "--mean", "imagenet", "--std", "imagenet",
+                  "--top", "7", "--summary", "-o", outdir)  # fmt: skip
+        assert res.exit_code == 0, res.output
+        assert "3×32×40" in res.output  # the model's own input size, by default
+        # shorter side floor(40 / 0.875), then the centre 32x40
+        assert "resize 45x45, crop 32x40, " in res.output and "values 0..1" in res.output
+        assert ("grey to 3 channels" in res.output) == (image == small_gray)
+        rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+        pixels = np.asarray(Image.open(image), dtype=np.float32)
+        x = preprocess(pixels, (32, 40), channels=3, mean="imagenet", std="imagenet")
+        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        (probs,) = session.run(None, {"image": x.transpose(2, 0, 1)[None]})
+        order = np.argsort(-probs[0])
+        assert [r["index"] for r in rows] == order.tolist()
+        np.testing.assert_allclose([r["probability"] for r in rows], probs[0][order], atol=1e-5)
+        assert (outdir / "index.html").is_file() and len(list(outdir.glob("*.png"))) == 7

@@ -122,6 +122,7 @@ def _recipe(
     from ..preprocess import Preprocess, parse_size, stats
 
     fixed = _fixed_input(spec)
+    onnx = hasattr(spec, "at_shape")  # a trained model: it takes 0..1 unless told otherwise
     key = (input_size or "auto").strip().lower()
     size = (fixed[1], fixed[2]) if key == "auto" and fixed else None
     if key != "auto":
@@ -135,12 +136,13 @@ def _recipe(
         rng = {"1": 1.0, "0..1": 1.0, "255": 255.0, "0..255": 255.0}.get(pixel_range.strip())
         if rng is None:
             raise UsageError(f"--pixel-range {pixel_range!r}: use 1 (values 0..1) or 255 (0..255)")
-    elif mean is not None or std is not None or getattr(spec, "fixed_input", False):
+    elif mean is not None or std is not None or onnx:
         rng = 1.0
+    channels = fixed[0] if fixed else getattr(spec, "input_channels", None)
     recipe = Preprocess(
         size=size,
         resize=resize_to,
-        channels=fixed[0] if fixed else None,
+        channels=channels,
         pixel_range=rng,
         mean=stats(mean, "mean", pixel_range=rng, bgr=bgr),
         std=stats(std, "std", pixel_range=rng, bgr=bgr),
@@ -344,6 +346,13 @@ def visualize(
         help="Per layer, draw the N most active maps (highest mean |value|; the title says "
         "'N most active of C'); 0 draws all. overview.png shows up to 8 of them.",
     ),
+    until: str = typer.Option(
+        None,
+        "--until",
+        metavar="NODE",
+        help="Stop after the node or layer of this name (ONNX: the node's name, or its first "
+        "output's); what comes after it is neither run nor read.",
+    ),
     labels_file: Path = typer.Option(
         None,
         "--labels",
@@ -412,6 +421,7 @@ def visualize(
         "--std": std is not None,
         "--bgr": bgr,
         "--pixel-range": pixel_range is not None,
+        "--until": until is not None,
         "--labels": labels_file is not None,
         "--top": top is not None,
     }
@@ -451,9 +461,11 @@ def visualize(
         typer.echo(f"{dest}: the input and {len(maps)} map{plural}", err=True)
         return
 
-    from ..network import feature_maps, load_net, plan
+    from ..network import check_memory, feature_maps, load_net, memory_estimate, plan
+    from ..network.walk import up_to
 
-    spec = load_net(net if net is not None else layers)
+    source = net if net is not None else layers
+    spec = up_to(source, until) if until else load_net(source)
     outdir = Path(output or f"{stem}_layers")
     if outdir.exists() and not outdir.is_dir():
         raise UsageError(f"-o {outdir} is a file; a network writes a directory of PNGs")
@@ -463,8 +475,10 @@ def visualize(
     x = recipe.normalize(seen, _FULL_SCALE.get(img.depth, 1.0))
     shape = (x.shape[2], x.shape[0], x.shape[1])
     planned = plan(spec, shape)  # fails before anything runs or is written
+    check_memory(memory_estimate(planned, shape))  # every map is kept: refuse what cannot fit
     class_names = _class_names(planned[-1], labels_file) if labels_file or top else None
-    steps = recipe.describe(img.data.shape[0], img.data.shape[1])
+    c = img.data.shape[2] if img.data.ndim == 3 else 1
+    steps = recipe.describe(img.data.shape[0], img.data.shape[1], c)
     if steps != "none":
         typer.echo(f"{img.name}: {img.data.shape[0]}x{img.data.shape[1]}, {steps}", err=True)
     if summary:
@@ -516,19 +530,17 @@ def visualize(
         how = "softmax of" if probabilities(scores)[1] else "output of"
         heading = f"top {len(ranked)} of {scores.size} classes ({how} {last.name})"
     from ..report import Sheet, index_html
-    from .summary import COLUMNS, table_rows
+    from .summary import columns, table_rows
 
     body, total_row = table_rows(planned, shape)
     stems = {layer.index: layer.stem for layer, _ in results}
     meta = [f"input {img.name}: {img.data.shape[0]}x{img.data.shape[1]}"]
     if steps != "none":
         meta.append(f"preprocessing: {steps}")
-    if ranked is not None:
-        meta.append(heading)
     page = index_html(
         spec.name,
         meta=meta,
-        columns=COLUMNS,
+        columns=columns(planned),
         rows=body,
         row_links=[None] + [stems.get(layer.index) for layer in planned],
         total=total_row,
@@ -539,6 +551,7 @@ def visualize(
             )
         ],
         overview="overview.png",
+        classes_title=heading[0].upper() + heading[1:] if ranked is not None else "",
         classes=None
         if ranked is None
         else [(str(r.rank), str(r.index), r.label, f"{r.probability:.4f}") for r in ranked],

@@ -72,7 +72,8 @@ class Layer:
     attrs : dict
         Resolved attributes the operator's run function reads.
     work_bytes : int
-        Scratch memory the operator needs while it runs, beyond its output.
+        Scratch memory the operator needs while it runs, beyond its output
+        (when its plan does not say: one temporary of the output's size).
     """
 
     index: int
@@ -92,7 +93,7 @@ class Layer:
     detail: str = ""
     source: str = ""
     attrs: dict[str, Any] = field(default_factory=dict)
-    work_bytes: int = 0
+    work_bytes: int | None = None
     make_arrays: Callable[[], dict[str, np.ndarray]] | None = field(default=None, repr=False)
     _arrays: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
@@ -364,6 +365,8 @@ def plan(net: Net | str | os.PathLike, input_shape: Shape | str | None = None) -
                 f"{layer.where}: output shape would be {layer.out_shape}; "
                 "a map needs at least one value along each axis"
             )
+        if layer.work_bytes is None:
+            layer.work_bytes = 4 * math.prod(layer.out_shape)
         if not layer.labels:
             layer.labels = _inherited_labels(layer, ins)
         if float(layer.rf).is_integer():
@@ -428,5 +431,5 @@ def memory_estimate(layers: list[Layer], input_shape: Shape) -> Memory:
     """
     maps = 4 * (math.prod(input_shape) + sum(math.prod(x.out_shape) for x in layers))
     weights = 4 * sum(x.params + x.buffers for x in layers)
-    work = max((x.work_bytes for x in layers), default=0)
+    work = max((x.work_bytes or 0 for x in layers), default=0)
     return Memory(maps, weights, work)

@@ -32,7 +32,8 @@ import numpy as np
 
 from ..errors import UsageError
 from ..modes import pad_before_after
-from .weights import load_weights, named_filters, random_weights
+from .graph import shape_text
+from .weights import load_arrays, load_weights, named_filters, random_weights
 
 if TYPE_CHECKING:  # pragma: no cover
     from .graph import Layer
@@ -152,13 +153,13 @@ def _plan_conv(layer: Layer, ins: list[Layer]) -> Shape:
             layer.labels = names
         layer.source = "|".join(o["filters"])
         m = weight.shape[0]
-    bias = _conv_bias(where, o["bias"], bias_given, m)
+    bias = _bias(where, o["bias"], bias_given, m, "filters")
     s, d = o["stride"], o["dilation"]
     pad = o["pad"]
     span = d * (k - 1)
     if isinstance(pad, int):
         padding = (pad, pad, pad, pad)
-        pad_mode, pad_text = "constant", str(pad)
+        pad_mode, pad_text = "constant", f"pad {pad}"
     elif pad == "valid":
         padding, pad_mode, pad_text = (0, 0, 0, 0), "constant", "valid"
     else:
@@ -208,10 +209,10 @@ def _plan_conv(layer: Layer, ins: list[Layer]) -> Shape:
     return (m, oh, ow)
 
 
-def _conv_bias(
-    where: str, bias_opt: Any, bias_given: np.ndarray | None, m: int
+def _bias(
+    where: str, bias_opt: Any, bias_given: np.ndarray | None, m: int, what: str
 ) -> np.ndarray | None:
-    """The conv bias: from the weight file, a list of values, one value for all, or none."""
+    """A conv or fc bias: from the weight file, a list of values, one value for all, or none."""
     if bias_given is not None:
         if bias_opt is False:
             return None
@@ -220,7 +221,7 @@ def _conv_bias(
         return bias_given
     if isinstance(bias_opt, tuple):
         if len(bias_opt) != m:
-            raise UsageError(f"{where}: {len(bias_opt)} bias values for {m} filters")
+            raise UsageError(f"{where}: {len(bias_opt)} bias values for {m} {what}")
         return np.asarray(bias_opt, dtype=np.float32)
     if bias_opt is False:
         return None
@@ -359,6 +360,213 @@ def _norm(layer: Layer, x: np.ndarray) -> np.ndarray:
     return ((x - mean) / (std + layer.attrs["eps"])).astype(np.float32)
 
 
+# ----------------------------------------------------------------- joins
+
+
+def _plan_add(layer: Layer, ins: list[Layer]) -> Shape:
+    first = ins[0]
+    for other in ins[1:]:
+        if other.out_shape != first.out_shape:
+            raise UsageError(
+                f"{layer.where}: inputs {first.name!r} ({shape_text(first.out_shape)}) and "
+                f"{other.name!r} ({shape_text(other.out_shape)}) have different shapes; "
+                "add needs equal shapes"
+            )
+    return first.out_shape
+
+
+def _add(layer: Layer, *xs: np.ndarray) -> np.ndarray:
+    out = xs[0] + xs[1]
+    for x in xs[2:]:
+        out += x
+    return out
+
+
+def _plan_concat(layer: Layer, ins: list[Layer]) -> Shape:
+    first = ins[0]
+    for other in ins[1:]:
+        a, b = first.out_shape, other.out_shape
+        if len(a) != len(b) or a[1:] != b[1:]:
+            what = "the same H x W" if len(a) == 3 else "the same rank"
+            raise UsageError(
+                f"{layer.where}: inputs {first.name!r} ({shape_text(a)}) and "
+                f"{other.name!r} ({shape_text(b)}) do not fit together; concat joins "
+                f"channels and needs {what}"
+            )
+    if len(first.out_shape) == 3:
+        layer.labels = tuple(f"{x.name}:{label}" for x in ins for label in _channel_labels(x))
+    layer.work_bytes = 0
+    return (sum(x.out_shape[0] for x in ins), *first.out_shape[1:])
+
+
+def _channel_labels(layer: Layer) -> tuple[str, ...]:
+    if layer.labels and len(layer.labels) == layer.out_shape[0]:
+        return layer.labels
+    return tuple(f"c{i}" for i in range(layer.out_shape[0]))
+
+
+def _concat(layer: Layer, *xs: np.ndarray) -> np.ndarray:
+    return np.concatenate(xs, axis=0)
+
+
+# ------------------------------------------------------------ normalisation
+
+_BN_KEYS = ("weight", "bias", "running_mean", "running_var")
+
+
+def _plan_batchnorm(layer: Layer, ins: list[Layer]) -> Shape:
+    where, o = layer.where, layer.attrs
+    c = layer.in_shape[0]
+    if "weights" in o:
+        path = Path(o["weights"])
+        arrays = load_arrays(path, where)
+        missing = [k for k in _BN_KEYS if k not in arrays]
+        if missing:
+            raise UsageError(
+                f"{where}: {path.name} must hold {', '.join(_BN_KEYS)} (PyTorch's BatchNorm2d "
+                f"names); missing {', '.join(missing)}"
+            )
+        for key in _BN_KEYS:
+            if arrays[key].shape != (c,):
+                raise UsageError(
+                    f"{where}: {key} in {path.name} has shape {arrays[key].shape}; expected "
+                    f"({c},) for {c} input channels"
+                )
+        if (arrays["running_var"] < 0).any():
+            raise UsageError(f"{where}: running_var in {path.name} has negative values")
+        stats = {k: arrays[k] for k in _BN_KEYS}
+        layer.source = path.name
+    else:  # a fresh PyTorch BatchNorm2d: scale 1, shift 0, mean 0, variance 1
+        ones, zeros = np.ones(c, np.float32), np.zeros(c, np.float32)
+        stats = {"weight": ones, "bias": zeros, "running_mean": zeros, "running_var": ones}
+    layer.arrays = stats
+    layer.params, layer.buffers = 2 * c, 2 * c
+    layer.detail = f"eps {o['eps']:g}"
+    return layer.in_shape
+
+
+def _batchnorm(layer: Layer, x: np.ndarray) -> np.ndarray:
+    a = layer.arrays
+    var = a["running_var"].astype(np.float64) + layer.attrs["eps"]
+    scale = (a["weight"] / np.sqrt(var)).astype(np.float32)
+    shift = (a["bias"] - a["running_mean"] * scale).astype(np.float32)
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    return x * scale.reshape(shape) + shift.reshape(shape)
+
+
+# ---------------------------------------------------------- the classifier end
+
+
+def _whole_input(layer: Layer) -> None:
+    """Receptive field of an output that sees every position of a (C, H, W) input."""
+    if len(layer.in_shape) == 3 and layer.jump is not None:
+        side = max(layer.in_shape[1:])
+        layer.rf = layer.rf + (side - 1) * layer.jump
+        layer.jump = layer.jump * side
+
+
+def _plan_global_pool(layer: Layer, ins: list[Layer]) -> Shape:
+    c, h, w = spatial(layer)
+    _whole_input(layer)
+    layer.detail = f"{layer.attrs['mode']} {h}x{w}"
+    return (c, 1, 1)
+
+
+def _global_pool(layer: Layer, x: np.ndarray) -> np.ndarray:
+    if layer.attrs["mode"] == "max":
+        return x.max(axis=(1, 2), keepdims=True)
+    return x.mean(axis=(1, 2), keepdims=True, dtype=np.float64).astype(np.float32)
+
+
+def _plan_flatten(layer: Layer, ins: list[Layer]) -> Shape:
+    _whole_input(layer)
+    layer.jump = None
+    layer.work_bytes = 0
+    return (math.prod(layer.in_shape),)
+
+
+def _flatten(layer: Layer, x: np.ndarray) -> np.ndarray:
+    return x.reshape(-1)
+
+
+def _plan_fc(layer: Layer, ins: list[Layer]) -> Shape:
+    where, o = layer.where, layer.attrs
+    if len(layer.in_shape) != 1:
+        raise UsageError(
+            f"{where}: needs a flat vector, got a {shape_text(layer.in_shape)} map; "
+            "put a flatten layer (or global_pool, then flatten) before it"
+        )
+    (n,) = layer.in_shape
+    weight: np.ndarray | None = None
+    bias_given: np.ndarray | None = None
+    if "weights" in o:
+        path = Path(o["weights"])
+        weight, bias_given = load_weights(path, where)
+        if weight.ndim != 2 or weight.shape[1] != n:
+            raise UsageError(
+                f"{where}: weight in {path.name} has shape {weight.shape}; expected "
+                f"(out, {n}) for {n} inputs (PyTorch Linear layout)"
+            )
+        units = weight.shape[0]
+        layer.source = path.name
+    else:
+        units = o["units"]
+        layer.source = f"random {o['init']}"
+    bias = _bias(where, o["bias"], bias_given, units, "units")
+    layer.params = units * n + (units if bias is not None else 0)
+    layer.macs = units * n
+    layer.detail = f"{n} -> {units}"
+    _whole_input(layer)
+    layer.jump = None
+    if weight is not None:
+        layer.arrays = {"weight": weight} | ({} if bias is None else {"bias": bias})
+    else:
+        seed, init = o["seed"], o["init"]
+
+        def draw() -> dict[str, np.ndarray]:
+            w = random_weights((units, n), n, units, init, seed)
+            return {"weight": w} | ({} if bias is None else {"bias": bias})
+
+        layer.make_arrays = draw
+    return (units,)
+
+
+def _fc(layer: Layer, x: np.ndarray) -> np.ndarray:
+    out = layer.arrays["weight"] @ x
+    if "bias" in layer.arrays:
+        out += layer.arrays["bias"]
+    return out
+
+
+def _softmax(layer: Layer, x: np.ndarray) -> np.ndarray:
+    """Softmax over axis 0: the classes of a vector, the channels of a map (dim=1 in NCHW)."""
+    e = np.exp(x - x.max(axis=0, keepdims=True))
+    return e / e.sum(axis=0, keepdims=True)
+
+
+def _plan_dropout(layer: Layer, ins: list[Layer]) -> Shape:
+    layer.detail = f"p {layer.attrs['p']:g}, identity at inference"
+    layer.work_bytes = 0
+    return layer.in_shape
+
+
+def _identity(layer: Layer, x: np.ndarray) -> np.ndarray:
+    return x
+
+
+def _plan_clip(layer: Layer, ins: list[Layer]) -> Shape:
+    layer.detail = f"{layer.attrs['min']:g}..{layer.attrs['max']:g}"
+    return layer.in_shape
+
+
+def _clip(layer: Layer, x: np.ndarray) -> np.ndarray:
+    return np.clip(x, np.float32(layer.attrs["min"]), np.float32(layer.attrs["max"]))
+
+
+def _relu6(layer: Layer, x: np.ndarray) -> np.ndarray:
+    return np.clip(x, np.float32(0), np.float32(6))
+
+
 # -------------------------------------------------------------------- registry
 
 #: Node type -> operator. The TOML layer types; the ONNX import registers its own.
@@ -371,4 +579,14 @@ OPS: dict[str, Op] = {
     "sigmoid": Op(same_shape, _sigmoid),
     "abs": Op(same_shape, _abs),
     "norm": Op(_plan_norm, _norm),
+    "add": Op(_plan_add, _add, arity=(2, None)),
+    "concat": Op(_plan_concat, _concat, arity=(2, None)),
+    "batchnorm": Op(_plan_batchnorm, _batchnorm),
+    "global_pool": Op(_plan_global_pool, _global_pool),
+    "flatten": Op(_plan_flatten, _flatten),
+    "fc": Op(_plan_fc, _fc),
+    "softmax": Op(same_shape, _softmax),
+    "dropout": Op(_plan_dropout, _identity),
+    "clip": Op(_plan_clip, _clip),
+    "relu6": Op(same_shape, _relu6),
 }

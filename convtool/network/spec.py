@@ -61,7 +61,19 @@ _POOL_KEYS = (
 _POOL_MODES = ("max", "avg", "min", "lp", "topleft", "stochastic", "fractional")
 #: Keys of a ``[[layers]]`` table that every type has.
 GRAPH_KEYS = ("type", "name", "inputs")
-_ALIASES = {"leakyrelu": "leaky_relu", "standardize": "norm", "standardise": "norm"}
+_ALIASES = {
+    "leakyrelu": "leaky_relu",
+    "standardize": "norm",
+    "standardise": "norm",
+    "batchnorm2d": "batchnorm",
+    "batch_norm": "batchnorm",
+    "bn": "batchnorm",
+    "linear": "fc",
+    "dense": "fc",
+    "global_avg_pool": "global_pool",
+    "cat": "concat",
+    "hardtanh": "clip",
+}
 
 
 # --------------------------------------------------------------------------- records
@@ -233,13 +245,7 @@ def _conv_options(where: str, options: dict[str, Any], base_dir: Path | None) ->
                         "named filters have their own size"
                     )
             opts["filters"] = specs
-    bias = options.get("bias", True)
-    if isinstance(bias, (list, tuple)):
-        opts["bias"] = tuple(_as_float(where, "bias", b) for b in bias)
-    elif isinstance(bias, bool) or str(bias).lower() in ("true", "false"):
-        opts["bias"] = _as_bool(where, "bias", bias)
-    else:
-        opts["bias"] = _as_float(where, "bias", bias)
+    opts["bias"] = _bias(where, options.get("bias", True))
     opts["stride"] = _as_int(where, "stride", options.get("stride", 1))
     opts["dilation"] = _as_int(where, "dilation", options.get("dilation", 1))
     pad = options.get("pad", "valid")
@@ -257,6 +263,15 @@ def _conv_options(where: str, options: dict[str, Any], base_dir: Path | None) ->
     else:
         opts["groups"] = _as_int(where, "groups", groups)
     return opts
+
+
+def _bias(where: str, bias: Any) -> bool | float | tuple[float, ...]:
+    """``bias``: true (zeros, or the weight file's), false (none), one value, or a list."""
+    if isinstance(bias, (list, tuple)):
+        return tuple(_as_float(where, "bias", b) for b in bias)
+    if isinstance(bias, bool) or str(bias).lower() in ("true", "false"):
+        return _as_bool(where, "bias", bias)
+    return _as_float(where, "bias", bias)
 
 
 def _init(where: str, options: dict[str, Any]) -> str:
@@ -337,6 +352,74 @@ def _norm_options(where: str, options: dict[str, Any], base_dir: Path | None) ->
     return {"eps": _as_float(where, "eps", options.get("eps", 1e-5))}
 
 
+def _join_options(where: str, options: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
+    _check_keys(where, options, ())
+    return {}
+
+
+def _batchnorm_options(
+    where: str, options: dict[str, Any], base_dir: Path | None
+) -> dict[str, Any]:
+    _check_keys(where, options, ("weights", "eps"))
+    opts: dict[str, Any] = {"eps": _as_float(where, "eps", options.get("eps", 1e-5))}
+    if opts["eps"] < 0:
+        raise UsageError(f"{where}: eps must be >= 0, got {opts['eps']}")
+    if "weights" in options:
+        opts["weights"] = _weights_path(where, options["weights"], base_dir)
+    return opts
+
+
+def _global_pool_options(
+    where: str, options: dict[str, Any], base_dir: Path | None
+) -> dict[str, Any]:
+    _check_keys(where, options, ("mode",))
+    mode = str(options.get("mode", "avg")).strip().lower()
+    mode = {"average": "avg", "mean": "avg"}.get(mode, mode)
+    if mode not in ("avg", "max"):
+        raise UsageError(f"{where}: mode must be avg or max, got {mode!r}")
+    return {"mode": mode}
+
+
+def _fc_options(where: str, options: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
+    _check_keys(where, options, ("units", "weights", "seed", "init", "bias"))
+    if ("units" in options) == ("weights" in options):
+        raise UsageError(
+            f"{where}: give exactly one of units (random weights, e.g. units = 10) or "
+            "weights (an .npz with weight (out, in) and bias (out,), as PyTorch's Linear)"
+        )
+    opts: dict[str, Any] = {}
+    if "weights" in options:
+        opts["weights"] = _weights_path(where, options["weights"], base_dir)
+        for key in ("seed", "init"):
+            if key in options:
+                raise UsageError(f"{where}: {key} applies only to random weights (units = N)")
+    else:
+        opts["units"] = _as_int(where, "units", options["units"])
+        opts["seed"] = _as_int(where, "seed", options.get("seed", 0), minimum=0)
+        opts["init"] = _init(where, options)
+    opts["bias"] = _bias(where, options.get("bias", True))
+    return opts
+
+
+def _dropout_options(where: str, options: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
+    _check_keys(where, options, ("p",))
+    p = _as_float(where, "p", options.get("p", 0.5))
+    if not 0.0 <= p < 1.0:
+        raise UsageError(f"{where}: p must be in [0, 1), got {p}")
+    return {"p": p}
+
+
+def _clip_options(where: str, options: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
+    _check_keys(where, options, ("min", "max"))
+    if "min" not in options and "max" not in options:
+        raise UsageError(f"{where}: give min, max or both (relu6 is clip(min=0, max=6))")
+    lo = _as_float(where, "min", options["min"]) if "min" in options else -math.inf
+    hi = _as_float(where, "max", options["max"]) if "max" in options else math.inf
+    if lo > hi:
+        raise UsageError(f"{where}: min {lo:g} is larger than max {hi:g}")
+    return {"min": lo, "max": hi}
+
+
 OptionParser = Callable[[str, dict[str, Any], "Path | None"], dict[str, Any]]
 
 #: TOML / inline layer type -> its option parser. A type listed here needs an
@@ -350,7 +433,19 @@ LAYER_OPTIONS: dict[str, OptionParser] = {
     "abs": _no_options,
     "pool": _pool_options,
     "norm": _norm_options,
+    "add": _join_options,
+    "concat": _join_options,
+    "batchnorm": _batchnorm_options,
+    "global_pool": _global_pool_options,
+    "flatten": _no_options,
+    "fc": _fc_options,
+    "softmax": _no_options,
+    "dropout": _dropout_options,
+    "clip": _clip_options,
+    "relu6": _no_options,
 }
+#: Layer types that join several inputs: a graph, written in TOML.
+JOINS = ("add", "concat")
 LAYER_TYPES = tuple(LAYER_OPTIONS)
 
 
@@ -443,6 +538,11 @@ _POSITIONAL = {
     "pool": ("mode", "size", "stride"),
     "leaky_relu": ("alpha",),
     "norm": ("eps",),
+    "batchnorm": ("weights",),
+    "global_pool": ("mode",),
+    "fc": ("units",),
+    "dropout": ("p",),
+    "clip": ("min", "max"),
 }
 
 
@@ -475,6 +575,7 @@ def parse_layers(text: str) -> Net:
             )
         pos = match.end()
         kind = match.group(1).lower().replace("-", "_")
+        kind = _ALIASES.get(kind, kind)
         index = len(layers) + 1
         where = layer_ref(index, kind)
         if match.group(2) is None and text[pos:].lstrip().startswith("("):
@@ -499,10 +600,14 @@ def parse_layers(text: str) -> Net:
                 options[slot] = arg
             else:
                 raise UsageError(f"{where}: unexpected argument {arg!r}; use key=value")
-        if kind == "conv" and "filters" in options:
-            source = str(options["filters"])
-            if source.lower().endswith((".npy", ".npz")):
-                options["weights"] = options.pop("filters")
+        if kind in JOINS:
+            raise UsageError(
+                f"{where}: {kind} joins branches, and the inline form is a chain; write the "
+                "graph in a TOML file with name and inputs (see samples/nets/)"
+            )
+        slot = {"conv": "filters", "fc": "units"}.get(kind)
+        if slot in options and str(options[slot]).lower().endswith((".npy", ".npz")):
+            options["weights"] = options.pop(slot)
         layers.append(make_layer(index, kind, options, base_dir=Path.cwd()))
     if not layers:
         raise UsageError("the layer list is empty; e.g. --layers 'conv(edges) relu pool(max,2)'")
