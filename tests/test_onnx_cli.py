@@ -175,3 +175,13 @@ def test_without_the_onnx_package_the_cli_says_what_to_install(monkeypatch, phot
     out = tmp_path / "none"
     one_line(run("visualize", photo, "--net", TINY, "-o", f"{out}/"), "pip install")
     assert not out.exists()
+
+
+def test_summary_shows_resnet18_parameter_count(tmp_path):
+    from test_onnx_models import _resnet18
+
+    path = tmp_path / "resnet18.onnx"
+    onnx.save(_resnet18(), path)
+    res = run("summary", path)
+    assert res.exit_code == 0, res.stderr
+    assert "11,689,512" in res.stdout and "64×112×112" in res.stdout

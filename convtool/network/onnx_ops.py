@@ -18,6 +18,15 @@ convtool's own kernels: 2-D Conv runs :func:`convtool.conv2d.conv2d`; MaxPool
 and AveragePool run :func:`convtool.pooling.pool` whenever the window fits its
 geometry (square window, one stride, symmetric padding of at most half the
 window) and a plain numpy loop over window offsets otherwise.
+
+Examples
+--------
+>>> import numpy as np
+>>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+>>> ONNX_OPS["MaxPool"]([x], {"kernel_shape": [2, 2], "strides": [2, 2]}, 13, 1)[0].tolist()
+[[[[5.0, 7.0], [13.0, 15.0]]]]
+>>> ONNX_OPS["Softmax"]([np.zeros((1, 4), np.float32)], {}, 13, 1)[0].tolist()
+[[0.25, 0.25, 0.25, 0.25]]
 """
 
 from __future__ import annotations
