@@ -185,3 +185,9 @@ def test_summary_shows_resnet18_parameter_count(tmp_path):
     res = run("summary", path)
     assert res.exit_code == 0, res.stderr
     assert "11,689,512" in res.stdout and "64×112×112" in res.stdout
+
+
+def test_summary_input_without_channels_takes_the_models():
+    res = run("summary", TINY, "--input", "40x30", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)[0]["output"] == [3, 40, 30]
