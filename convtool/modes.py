@@ -145,6 +145,13 @@ def pool_output_size(
     In ceil mode, as in PyTorch, a last window that would start inside the
     right padding is dropped.
 
+    Raises
+    ------
+    UsageError
+        When the window (``f``) is larger than the padded length; the message
+        names no option (the API, the CLI and network layers call the size
+        differently).
+
     Examples
     --------
     >>> pool_output_size(7, 2, 2), pool_output_size(7, 2, 2, ceil=True)
@@ -155,7 +162,7 @@ def pool_output_size(
         raise UsageError(
             f"pool window {f} is larger than the image {axis} {n}"
             + (f" plus padding {2 * padding}" if padding else "")
-            + "; use a smaller --size"
+            + "; use a smaller pool size"
         )
     if ceil:
         out = -(-span // s) + 1

@@ -25,6 +25,7 @@ _STEPS: tuple[tuple, ...] = (
     ("filtering", "convtool.filtering", "warmup", (("separable",),)),
     ("pooling", "convtool.pooling", "warmup"),
     ("detection", "convtool.detection", "warmup"),
+    ("png", "convtool.png", "warmup"),
 )  # network has no kernels of its own: it runs on filtering and pooling
 
 
@@ -147,8 +148,8 @@ def run_warmup(*, quiet: bool = False, jobs: int | None = None) -> list[tuple[st
     with console.status(status):
         results = [run_steps(steps)] if jobs == 1 else _run_workers(groups)
     seconds: dict[str, float | None] = {}
-    for group, times in zip(groups, results):
-        for step, t in zip(group, times):
+    for group, times in zip(groups, results, strict=True):
+        for step, t in zip(group, times, strict=True):
             label = step[0]
             if t is not None:
                 seconds[label] = (seconds.get(label) or 0.0) + t
@@ -162,7 +163,7 @@ def run_warmup(*, quiet: bool = False, jobs: int | None = None) -> list[tuple[st
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("warmup")
+    @app.command("warmup", short_help="Compile every Numba kernel now; later runs load the cache.")
     @cli_errors
     def warmup(
         quiet: bool = typer.Option(

@@ -63,17 +63,17 @@ def normalize_block(
     if method == ZNCC:
         v = np.maximum(var, 0.0)
         flat = v <= np.maximum(noise, np.minimum(0.5, 10.0 * FLT_EPSILON * raw_q))
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             r = np.minimum(1.0, np.maximum(-1.0, row / np.sqrt(v * t_var)))
         row[...] = np.where(flat | t_flat, 0.0, r)
     elif method == COSINE:
         flat = raw_q <= noise
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             r = np.minimum(1.0, np.maximum(-1.0, (row + cross) / np.sqrt(raw_q * t_sq)))
         row[...] = np.where(flat | t_flat, 0.0, r)
     else:
         flat = raw_q <= noise
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             r = (raw_q - 2.0 * (row + cross) + t_sq) / np.sqrt(raw_q * t_sq)
             r = np.minimum(1.0, np.maximum(0.0, r))
         row[...] = np.where(flat | t_flat, 1.0, r)

@@ -1,0 +1,152 @@
+# ruff: noqa: E501  (reference loops and hypothesis signatures read best on one line)
+"""conv2d (PyTorch conv2d semantics) against a plain numpy reference.
+
+The reference pads with numpy.pad and sums shifted, strided slices of the
+padded input tap by tap in float64: it shares nothing with convtool's im2col,
+filtering or Winograd paths. Cases cover per-axis stride and dilation,
+asymmetric padding in every pad mode, groups and depthwise, 1x1 and
+non-square kernels, odd sizes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from convtool.conv2d import conv2d
+from convtool.errors import UsageError
+from convtool.modes import NUMPY_PAD_MODE
+
+
+def ref_conv2d(x, w, b=None, stride=(1, 1), dilation=(1, 1), groups=1, padding=(0, 0, 0, 0),
+               pad_mode="constant", pad_value=0.0):  # fmt: skip
+    """torch.nn.functional.conv2d on an input padded by numpy.pad, in float64."""
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    (sh, sw), (dh, dw) = stride, dilation
+    top, bottom, left, right = padding
+    widths = ((0, 0), (top, bottom), (left, right))
+    if pad_mode == "constant":
+        x = np.pad(x, widths, constant_values=pad_value)
+    else:
+        x = np.pad(x, widths, mode=NUMPY_PAD_MODE[pad_mode])
+    c, h, wd = x.shape
+    m, cg, kh, kw = w.shape
+    oh = (h - dh * (kh - 1) - 1) // sh + 1
+    ow = (wd - dw * (kw - 1) - 1) // sw + 1
+    mg = m // groups
+    out = np.zeros((m, oh, ow))
+    for o in range(m):
+        g = o // mg
+        for ci in range(cg):
+            for i in range(kh):
+                for j in range(kw):
+                    win = x[g * cg + ci, i * dh :, j * dw :][
+                        : sh * (oh - 1) + 1 : sh, : sw * (ow - 1) + 1 : sw
+                    ]
+                    out[o] += w[o, ci, i, j] * win
+        if b is not None:
+            out[o] += b[o]
+    return out
+
+
+def check(got, want):
+    """float32 agreement: within 1e-4 of the largest value (as the issue asks)."""
+    assert got.shape == want.shape
+    assert got.dtype == np.float32
+    scale = max(1.0, float(np.abs(want).max()))
+    err = float(np.abs(got - want).max())
+    assert err <= 1e-4 * scale, f"max error {err:.3g} vs scale {scale:.3g}"
+
+
+@pytest.mark.parametrize("method", ["auto", "matmul", "bank"])
+@pytest.mark.parametrize(
+    "stride,dilation,padding",
+    [
+        ((1, 2), (1, 1), (0, 0, 0, 0)),
+        ((2, 1), (2, 1), (1, 0, 2, 1)),
+        (3, (1, 3), (2, 2, 0, 3)),
+        ((2, 3), 2, 1),
+    ],
+)
+def test_per_axis_stride_and_dilation(method, stride, dilation, padding):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 13, 17)).astype(np.float32)
+    w = rng.standard_normal((6, 2, 3, 2)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    pair = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
+    pads = padding if isinstance(padding, tuple) else (padding,) * 4
+    got = conv2d(
+        x, w, b, stride=stride, dilation=dilation, groups=2, padding=padding, method=method
+    )
+    check(got, ref_conv2d(x, w, b, pair(stride), pair(dilation), 2, pads))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    groups=st.sampled_from([1, 2, 3]),
+    cg=st.integers(1, 4),
+    mg=st.integers(1, 3),
+    kh=st.integers(1, 5),
+    kw=st.integers(1, 5),
+    sh=st.integers(1, 3),
+    sw=st.integers(1, 3),
+    dh=st.integers(1, 2),
+    dw=st.integers(1, 2),
+    pads=st.tuples(*[st.integers(0, 3)] * 4),
+    pad_mode=st.sampled_from(["constant", "replicate", "reflect", "symmetric", "wrap"]),
+    h=st.integers(5, 15),
+    w=st.integers(5, 15),
+    seed=st.integers(0, 10_000),
+)
+def test_random_shapes_every_pad_mode(groups, cg, mg, kh, kw, sh, sw, dh, dw, pads, pad_mode, h, w, seed):  # fmt: skip
+    top, bottom, left, right = pads
+    if h + top + bottom < dh * (kh - 1) + 1 or w + left + right < dw * (kw - 1) + 1:
+        return
+    if pad_mode == "reflect" and max(pads) >= min(h, w):
+        pad_mode = "symmetric"
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((cg * groups, h, w)).astype(np.float32)
+    wt = rng.standard_normal((mg * groups, cg, kh, kw)).astype(np.float32)
+    b = rng.standard_normal(mg * groups).astype(np.float32)
+    want = ref_conv2d(x, wt, b, (sh, sw), (dh, dw), groups, pads, pad_mode, 0.5)
+    for method in ("auto", "matmul"):
+        got = conv2d(x, wt, b, stride=(sh, sw), dilation=(dh, dw), groups=groups, padding=pads,
+                     pad_mode=pad_mode, pad_value=0.5, method=method)  # fmt: skip
+        check(got, want)
+
+
+def test_pad_mode_aliases_and_value():
+    x = np.arange(12, dtype=np.float32).reshape(1, 3, 4)
+    w = np.ones((1, 1, 3, 3), np.float32)
+    got = conv2d(x, w, padding=1, pad_mode="edge")
+    check(got, ref_conv2d(x, w, padding=(1,) * 4, pad_mode="replicate"))
+    got = conv2d(x, w, padding=(1, 0, 0, 2), pad_value=-1.0)
+    check(got, ref_conv2d(x, w, padding=(1, 0, 0, 2), pad_value=-1.0))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"stride": 0}, "stride"),
+        ({"stride": (1, 2, 3)}, "stride"),
+        ({"dilation": (1, 0)}, "dilation"),
+        ({"padding": -1}, "padding"),
+        ({"padding": (1, 1)}, "padding"),
+        ({"groups": 2}, "groups"),
+        ({"bias": np.zeros(3, np.float32)}, "bias"),
+        ({"pad_mode": "bogus"}, "pad mode"),
+        ({"pad_mode": "valid", "padding": 1}, "valid"),
+        ({"dilation": 9}, "reach"),
+        ({"method": "fast"}, "method"),
+    ],
+)
+def test_bad_arguments_are_usage_errors(kwargs, match):
+    x = np.zeros((3, 8, 8), np.float32)
+    w = np.zeros((2, 3, 3, 3), np.float32)
+    kwargs = dict(kwargs)
+    b = kwargs.pop("bias", None)
+    with pytest.raises(UsageError, match=match):
+        conv2d(x, w, b, **kwargs)
