@@ -199,6 +199,15 @@ def _symmetric(taps: np.ndarray) -> bool:
     return scale == 0.0 or float(np.abs(taps - taps[::-1]).max()) <= 1e-6 * scale
 
 
+def _symmetrised(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each factor made exactly symmetric when it is within rounding (see _symmetric)."""
+    if _symmetric(u):
+        u = ((u + u[::-1]) / 2).astype(np.float32)
+    if _symmetric(v):
+        v = ((v + v[::-1]) / 2).astype(np.float32)
+    return u, v
+
+
 def _fft_points(h: int, w: int, kh: int, kw: int, dilation: int, padded: bool) -> int:
     """Total FFT frame points the tiled FFT path transforms for one plane."""
     from .core.conv_fft import _tile_frame
@@ -372,7 +381,7 @@ def _correlate(
     if method == "numpy":
         return _numpy_correlate(img, wc, code, cval32, stride, dilation, top, left, oh, ow)
     if method == "numpy-separable":
-        u, v = factors
+        u, v = _symmetrised(*factors)
         return _numpy_separable(img, u, v, code, cval32, stride, dilation, top, left, oh, ow)
     if method == "fft" and img.dtype.kind == "f" and not np.isfinite(img).all():
         method = "direct"
@@ -397,10 +406,7 @@ def _correlate(
         last = h - 1 + top - dilation * (kh - 1)
         ihi = max(ilo, min(oh, last // stride + 1)) if last >= 0 else ilo
         symu, symv = _symmetric(u), _symmetric(v)
-        if symu:
-            u = ((u + u[::-1]) / 2).astype(np.float32)
-        if symv:
-            v = ((v + v[::-1]) / 2).astype(np.float32)
+        u, v = _symmetrised(u, v)
         args = (flat, nch, u, v, symu, symv, rmap, ilo, ihi, ext, cval32, left, dilation, out)
         work = oh * fw * nch * (kh + kw)
         parallel.run_blocks(
@@ -424,16 +430,24 @@ def _choose(img, out_shape, kshape, stride, dilation, mode, factors, method):
     """``auto``: the compiled choice (direct, separable or fft) by the cost model,
     unless a numpy path is cheaper while Numba is not loaded (rent or buy, with
     the compile time of an uncached kernel counted: :mod:`convtool.rentbuy`).
-    ``numpy``: the cheaper numpy path (direct, or separable for rank 1)."""
+    ``numpy``: the numpy twin of the compiled choice.
+
+    The numpy twin of direct is direct and of separable is separable, so a job
+    gives the same numbers (to float32 rounding; integer weights on integer
+    images: exactly) whichever side of the rule it falls on."""
     oh, ow, nch = out_shape
     kh, kw = kshape
     width = img.shape[1]
-    rent = _numpy_costs(oh, ow, nch, kh, kw, stride, dilation, width, factors is not None)
-    if method == "numpy":
-        return min(rent, key=rent.__getitem__)
     best = choose_method(
         img.shape, kshape, stride=stride, dilation=dilation, pad=mode, separable=factors is not None
     )
+    rent = _numpy_costs(oh, ow, nch, kh, kw, stride, dilation, width, best == "separable")
+    if best != "separable":
+        rent.pop("numpy-separable", None)
+    else:
+        rent.pop("numpy")
+    if method == "numpy":
+        return next(iter(rent))
     finite = img.dtype.kind != "f" or bool(np.isfinite(img).all())
     if best == "fft" and finite:
         return best  # numpy's FFT: no Numba either way
