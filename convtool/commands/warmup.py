@@ -19,12 +19,14 @@ from ._common import cli_errors
 
 # (label, module, function, positional arguments); a module or function that does
 # not exist is skipped, so the command keeps working while parts of convtool are
-# optional or missing. Listed longest first: the workers take them in this order.
+# optional or missing. Worker k of n takes steps k, k+n, ...: the order balances
+# two workers (measured compile CPU: direct 10 s, separable 6, pooling 6,
+# detection 3.5, png 0.5).
 _STEPS: tuple[tuple, ...] = (
     ("filtering", "convtool.filtering", "warmup", (("direct",),)),
     ("filtering", "convtool.filtering", "warmup", (("separable",),)),
-    ("pooling", "convtool.pooling", "warmup"),
     ("detection", "convtool.detection", "warmup"),
+    ("pooling", "convtool.pooling", "warmup"),
     ("png", "convtool.png", "warmup"),
 )  # network has no kernels of its own: it runs on filtering and pooling
 

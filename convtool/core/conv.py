@@ -58,7 +58,7 @@ def direct(img, nch, w, rmap, cmap, cval, lo, hi, dil, out, i0, i1):
     kh, kw = w.shape
     step = dil * nch
     n = (hi - lo) * nch
-    fuse = kw <= 5  # three rows per pass pays off for narrow kernels only
+    fuse = kw == 3 or kw == 5  # three rows per pass: the two common narrow widths
     rowsum = np.zeros(kh, dtype=np.float32)
     for a in range(kh):
         for b in range(kw):
