@@ -89,6 +89,7 @@ def index_html(
     sheets: Sequence[Sheet] = (),
     overview: str | None = None,
     classes: Sequence[tuple[str, ...]] | None = None,
+    classes_title: str = "Top classes",
 ) -> str:
     """The page as text.
 
@@ -102,6 +103,7 @@ def index_html(
     sheets : the pictures, in order, each under a heading with its anchor
     overview : file name of the one-page overview, linked from the top
     classes : optional rows of a top-k table (rank, class, label, probability)
+    classes_title : its heading
 
     Examples
     --------
@@ -128,7 +130,7 @@ def index_html(
         out.append(f'<p class="meta"><a href="{quote(overview)}">{escape(overview)}</a>: '
                    "every layer on one page</p>")  # fmt: skip
     if classes:
-        out.append("<h2>Top classes</h2>")
+        out.append(f"<h2>{escape(classes_title)}</h2>")
         out += _table(_CLASS_COLUMNS, classes)
     if columns:
         out.append("<h2>Layers</h2>")

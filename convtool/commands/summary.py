@@ -194,11 +194,15 @@ def summary(
     as_json: bool = typer.Option(
         False, "--json", help="Print the rows as one JSON array (each with its inputs)."
     ),
+    until: str = typer.Option(
+        None, "--until", metavar="NODE", help="Stop after the node or layer of this name."
+    ),
 ) -> None:
     """Print a network's layer table without running it."""
     from ..network import load_net, parse_shape, plan
+    from ..network.walk import up_to
 
-    spec = load_net(net)
+    spec = up_to(net, until) if until else load_net(net)
     shape = parse_shape(input_shape) if input_shape else spec.input_shape
     layers = plan(spec, shape)
     assert shape is not None  # plan raised otherwise

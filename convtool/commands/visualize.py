@@ -346,6 +346,13 @@ def visualize(
         help="Per layer, draw the N most active maps (highest mean |value|; the title says "
         "'N most active of C'); 0 draws all. overview.png shows up to 8 of them.",
     ),
+    until: str = typer.Option(
+        None,
+        "--until",
+        metavar="NODE",
+        help="Stop after the node or layer of this name (ONNX: the node's name, or its first "
+        "output's); what comes after it is neither run nor read.",
+    ),
     labels_file: Path = typer.Option(
         None,
         "--labels",
@@ -414,6 +421,7 @@ def visualize(
         "--std": std is not None,
         "--bgr": bgr,
         "--pixel-range": pixel_range is not None,
+        "--until": until is not None,
         "--labels": labels_file is not None,
         "--top": top is not None,
     }
@@ -454,8 +462,10 @@ def visualize(
         return
 
     from ..network import check_memory, feature_maps, load_net, memory_estimate, plan
+    from ..network.walk import up_to
 
-    spec = load_net(net if net is not None else layers)
+    source = net if net is not None else layers
+    spec = up_to(source, until) if until else load_net(source)
     outdir = Path(output or f"{stem}_layers")
     if outdir.exists() and not outdir.is_dir():
         raise UsageError(f"-o {outdir} is a file; a network writes a directory of PNGs")
@@ -527,8 +537,6 @@ def visualize(
     meta = [f"input {img.name}: {img.data.shape[0]}x{img.data.shape[1]}"]
     if steps != "none":
         meta.append(f"preprocessing: {steps}")
-    if ranked is not None:
-        meta.append(heading)
     page = index_html(
         spec.name,
         meta=meta,
@@ -543,6 +551,7 @@ def visualize(
             )
         ],
         overview="overview.png",
+        classes_title=heading[0].upper() + heading[1:] if ranked is not None else "",
         classes=None
         if ranked is None
         else [(str(r.rank), str(r.index), r.label, f"{r.probability:.4f}") for r in ranked],

@@ -624,6 +624,14 @@ class OnnxNet(Net):
             self.cache[key] = replace(self, layers=to_nodes(g), input_shape=(c, h, w), graph=g)
         return self.cache[key]
 
+    def up_to(self, until: str) -> OnnxNet:
+        """The same model read only up to node ``until`` (at the same input size)."""
+        cut = replace(self, until=until, layers=(), input_shape=None, graph=None, cache={})
+        if self.input_shape is not None:
+            _, path, _, image = self.opened
+            return cut.at_shape(self.input_shape if _fixed_shape(image) is None else None)
+        return cut
+
 
 def load_onnx(
     source: str | os.PathLike | Any, input_size: Any = None, until: str | None = None
@@ -853,6 +861,10 @@ def plan_node(layer: Any, ins: list) -> tuple[int, ...]:
     if arith is not None:
         arith(layer, info)
     if len(shape) != 3:
+        if len(layer.in_shape) == 3 and layer.jump is not None:
+            # a flat output (Flatten, Reshape, Gemm on a map) sees every position
+            side = max(layer.in_shape[1:])
+            layer.rf = layer.rf + (side - 1) * layer.jump
         layer.jump = None
     layer.work_bytes = 4 * int(np.prod(shape))
     return shape

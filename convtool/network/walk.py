@@ -226,3 +226,46 @@ def feature_maps(
     if net.input_scale != 1.0:
         x = x * np.float32(net.input_scale)
     return list(walk(layers, x))
+
+
+# ----------------------------------------------------------------------- until
+
+
+def up_to(source: Net | str | os.PathLike, until: str) -> Net:
+    """The network ``source`` with only the nodes up to and including ``until``.
+
+    Nodes come in topological order, as :func:`plan` sorts them; everything
+    before ``until`` in that order stays (branches that do not lead to it
+    too). For an ONNX model the cut happens while it is read, so operators
+    after ``until`` need not be supported.
+
+    Raises
+    ------
+    UsageError
+        No node of that name (the message lists the first names).
+
+    Examples
+    --------
+    >>> net = up_to("conv(random:4,size=3) relu pool(max,2)", "relu")
+    >>> [node.kind for node in net.layers]
+    ['conv', 'relu']
+    """
+    import dataclasses
+
+    from .graph import graph_order
+
+    if not isinstance(source, Net) and os.fspath(source).lower().endswith(".onnx"):
+        from .onnx_import import load_onnx
+
+        return load_onnx(source, until=until)
+    net = load_net(source)
+    if hasattr(net, "up_to"):
+        return net.up_to(until)
+    order = graph_order(net.layers)
+    names = [name for name, _, _ in order]
+    if until not in names:
+        shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+        raise UsageError(f"--until {until!r}: the net has no layer of that name ({shown})")
+    keep = order[: names.index(until) + 1]
+    nodes = tuple(dataclasses.replace(node, name=name, inputs=ins) for name, ins, node in keep)
+    return dataclasses.replace(net, layers=nodes)
