@@ -11,6 +11,7 @@ second, independent encoder for 16-bit colour. Pillow reads everything but
 from __future__ import annotations
 
 import struct
+import subprocess
 import sys
 import zlib
 
@@ -181,20 +182,46 @@ def test_every_colour_type_and_depth_reads_back_exactly(tmp_path, ctype, depth, 
         np.testing.assert_array_equal(img.alpha, alpha)
 
 
+@pytest.fixture(params=["numpy", "numba"])
+def unfilter_path(request, monkeypatch):
+    """Average and Paeth rows: the numpy diagonals, or the Numba kernel."""
+    import convtool.png
+
+    monkeypatch.setattr(convtool.png, "_use_numba", lambda pixels: request.param == "numba")
+    return request.param
+
+
 @pytest.mark.parametrize("filters", FILTERS)
 @pytest.mark.parametrize("ctype", [2, 4, 6])
-def test_each_row_filter_16bit_colour(filters, ctype):
+def test_each_row_filter_16bit_colour(filters, ctype, unfilter_path):
     samples = _samples(9, 10, 16, ctype)
     pixels, _ = decode_png(make_png(samples, 16, ctype, filters=filters))
     np.testing.assert_array_equal(pixels, samples)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (2, 3), (8, 8), (17, 5)])
-def test_adam7_small_and_odd_sizes(shape):
+def test_adam7_small_and_odd_sizes(shape, unfilter_path):
     """Passes that are empty for tiny images carry no bytes at all."""
     samples = _samples(*shape, 16, 6)
     pixels, _ = decode_png(make_png(samples, 16, 6, interlace=True))
     np.testing.assert_array_equal(pixels, samples)
+
+
+def test_small_paeth_png_is_read_without_numba(tmp_path):
+    """A single read of a small 16-bit Paeth PNG does not pay Numba's start-up."""
+    path = tmp_path / "p.png"
+    samples = _samples(40, 50, 16, 6)
+    path.write_bytes(make_png(samples, 16, 6, filters="paeth"))
+    np.save(tmp_path / "expected.npy", samples)
+    code = (
+        "import sys, numpy as np; from convtool.io import read_image; "
+        f"img = read_image({str(path)!r}); e = np.load({str(tmp_path / 'expected.npy')!r}); "
+        "assert (img.data == e[..., :3]).all() and (img.alpha == e[..., 3]).all(); "
+        "print('numba' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize("channels", [3, 4])
