@@ -270,6 +270,9 @@ def test_labels_print_the_top_classes_as_json_lines_when_piped(tmp_path, small_g
     assert [r["index"] for r in rows] == best.tolist()
     assert [r["label"] for r in rows] == [names[i] for i in best]
     np.testing.assert_allclose([r["probability"] for r in rows], p[best], rtol=1e-6)
+    page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert "Top 3 of 12 classes (softmax of pool)" in page
+    assert all(f"<td>{names[i]}</td>" in page for i in best)
 
 
 def test_bad_labels_are_one_line_and_exit_2(tmp_path, small_gray):
