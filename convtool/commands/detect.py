@@ -213,7 +213,7 @@ def _run(
     from ._common import print_error, set_threads
 
     # option errors before any work (search would repeat them for every image)
-    method, _ = det.check_search_options(method, threshold, max_n, nms_iou, min_distance, scales)
+    method, _, _ = det.check_search_options(method, threshold, max_n, nms_iou, min_distance, scales)
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r}: use table, json or csv")
     if fmt == "auto":
