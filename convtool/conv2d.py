@@ -6,10 +6,12 @@ The layer-level convolution that networks (TOML specs and ONNX models) run:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .errors import UsageError
-from .modes import check_positive_int, normalize_pad
+from .modes import NUMPY_PAD_MODE, check_positive_int, normalize_pad
 
 
 def conv2d(
@@ -97,15 +99,7 @@ def conv2d(
     pad_mode = normalize_pad(pad_mode)
     if pad_mode == "valid" and any(padding):
         raise UsageError(f"pad mode 'valid' adds no padding, but padding {padding} was given")
-    if any(padding):
-        widths = ((0, 0), (top, bottom), (left, right))
-        if pad_mode == "constant":
-            x = np.pad(x, widths, mode="constant", constant_values=pad_value)
-        else:
-            from .modes import NUMPY_PAD_MODE
-
-            x = np.pad(x, widths, mode=NUMPY_PAD_MODE[pad_mode])
-    h, w = x.shape[1:]
+    h, w = x.shape[1] + top + bottom, x.shape[2] + left + right
     oh = (h - dh * (kh - 1) - 1) // sh + 1
     ow = (w - dw * (kw - 1) - 1) // sw + 1
     if oh < 1 or ow < 1:
@@ -114,10 +108,24 @@ def conv2d(
             f"kernel's reach {dh * (kh - 1) + 1}x{dw * (kw - 1) + 1}"
         )
     mg = m // groups
+    winograd_ok = (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1)
     if method == "auto":
-        method = "bank" if (max(kh, kw) >= 9 or mg * cg <= 24) and sh == sw else "matmul"
-    elif method not in ("bank", "matmul"):
-        raise UsageError(f"unknown conv2d method {method!r}: use auto, bank or matmul")
+        if winograd_ok and _winograd_pays(cg, mg, oh, ow):
+            method = "winograd"
+        elif (max(kh, kw) >= 9 or mg * cg <= 24) and sh == sw:
+            method = "bank"
+        else:
+            method = "gemm"
+    elif method not in METHODS:
+        raise UsageError(f"unknown conv2d method {method!r}: use {', '.join(METHODS)}")
+    elif method == "winograd" and not winograd_ok:
+        raise UsageError("method 'winograd' needs a 3x3 kernel with stride 1 and dilation 1")
+    if method == "winograd":
+        return _conv_winograd(x, weight, bias, groups, padding, pad_mode, pad_value)
+    if any(padding):
+        x = _pad(x, padding, pad_mode, pad_value)
+    if method == "gemm":
+        return _conv_gemm(x, weight, bias, groups, (sh, sw), (dh, dw), (oh, ow))
     out = np.empty((m, oh, ow), dtype=np.float32)
     for g in range(groups):
         xg = x[g * cg : (g + 1) * cg]
@@ -130,6 +138,168 @@ def conv2d(
     if bias is not None:
         out += bias[:, None, None]
     return out
+
+
+#: Tiles per unit of Winograd work (measured: longer product loops win up to ~200).
+WINOGRAD_BLOCK_TILES = 192
+
+#: The algorithms ``method`` accepts.
+METHODS = ("auto", "bank", "gemm", "matmul", "winograd")
+
+
+def _winograd_pays(c: int, m: int, oh: int, ow: int) -> bool:
+    """Whether Winograd F(4x4, 3x3) beats im2col + BLAS for this layer (measured).
+
+    It needs enough 4x4 tiles for its transforms to pay off and enough channels
+    for the 36 products to be worth batching.
+    """
+    tiles = -(-oh // 4) * -(-ow // 4)
+    return tiles >= 64 and c >= 8 and m >= 8
+
+
+def _conv_winograd(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None,
+    groups: int,
+    padding: tuple[int, int, int, int],
+    pad_mode: str,
+    pad_value: float,
+) -> np.ndarray:
+    """3x3 stride-1 correlation by Winograd F(4x4, 3x3), one call per group.
+
+    The padded input is built once, in a frame of whole 4x4 output tiles (the
+    extra rows and columns are zeros that only feed outputs that are cut off).
+    """
+    from .core.conv_winograd import weight_transform, winograd_f43
+
+    top, bottom, left, right = padding
+    c, h, wd = x.shape
+    m = w.shape[0]
+    oh, ow = h + top + bottom - 2, wd + left + right - 2
+    th, tw = -(-oh // 4), -(-ow // 4)
+    fh, fw = 4 * th + 2, 4 * tw + 2
+    if pad_mode == "constant" or not any(padding):
+        frame = np.empty((c, fh, fw), np.float32)
+        fill = np.float32(pad_value)
+        frame[:, :top] = fill
+        frame[:, top + h :] = fill
+        frame[:, top : top + h, :left] = fill
+        frame[:, top : top + h, left + wd :] = fill
+        frame[:, top : top + h, left : left + wd] = x
+        if (fh, fw) != (h + top + bottom, wd + left + right):
+            frame[:, top + h + bottom :] = 0.0
+            frame[:, :, left + wd + right :] = 0.0
+    else:
+        padded = _pad(x, padding, pad_mode, pad_value)
+        frame = np.zeros((c, fh, fw), np.float32)
+        frame[:, : padded.shape[1], : padded.shape[2]] = padded
+    out = np.empty((m, 4 * th, 4 * tw), np.float32)
+    b = np.zeros(m, np.float32) if bias is None else np.ascontiguousarray(bias)
+    # Tile rows per unit of work: about WINOGRAD_BLOCK_TILES tiles (long vector loops in
+    # the products), but at least two units per thread when the map allows it.
+    threads = _threads()
+    rows = -(-WINOGRAD_BLOCK_TILES // tw)
+    rows = max(1, min(rows, -(-th // (2 * threads))))
+    cg, mg = c // groups, m // groups
+    for g in range(groups):
+        args = (
+            frame[g * cg : (g + 1) * cg], weight_transform(w[g * mg : (g + 1) * mg]),
+            b[g * mg : (g + 1) * mg], out[g * mg : (g + 1) * mg], rows,
+        )  # fmt: skip
+        _spread(winograd_f43, args, -(-th // rows), threads)
+    if (4 * th, 4 * tw) != (oh, ow):
+        out = np.ascontiguousarray(out[:, :oh, :ow])
+    return out
+
+
+def _conv_gemm(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None,
+    groups: int,
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    out_size: tuple[int, int],
+    budget: int = 1 << 25,
+) -> np.ndarray:
+    """im2col + matrix product on Numba's threads (core.conv_gemm), per group.
+
+    The patch matrix is built for blocks of output rows of at most ``budget``
+    bytes; a 1x1 stride-1 convolution uses the input itself as the patch matrix.
+    """
+    from .core.conv_gemm import gemm_bias, gemm_tiles, im2col
+
+    (sh, sw), (dh, dw), (oh, ow) = stride, dilation, out_size
+    c, h, wd = x.shape
+    m, cg, kh, kw = w.shape
+    mg = m // groups
+    taps = cg * kh * kw
+    x = np.ascontiguousarray(x)
+    out = np.empty((m, oh * ow), np.float32)
+    b = np.zeros(m, np.float32) if bias is None else np.ascontiguousarray(bias)
+    threads = _threads()
+    direct = (kh, kw, sh, sw) == (1, 1, 1, 1) and (oh, ow) == (h, wd)
+    rows = max(1, min(oh, budget // (4 * taps * ow)))
+    patches = None if direct else np.empty((taps, rows * ow), np.float32)
+    for g in range(groups):
+        xg = x[g * cg : (g + 1) * cg]
+        wg = np.ascontiguousarray(w[g * mg : (g + 1) * mg].reshape(mg, taps))
+        bg = b[g * mg : (g + 1) * mg]
+        og = out[g * mg : (g + 1) * mg]
+        if direct:
+            part = xg.reshape(cg, h * wd)
+            _spread(gemm_bias, (wg, part, bg, og, 0), gemm_tiles(mg, h * wd), threads)
+            continue
+        for y0 in range(0, oh, rows):
+            y1 = min(oh, y0 + rows)
+            part = patches if y1 - y0 == rows else np.empty((taps, (y1 - y0) * ow), np.float32)
+            _spread(im2col, (xg, kh, kw, sh, sw, dh, dw, y0, y1, ow, part), taps, threads)
+            _spread(gemm_bias, (wg, part, bg, og, y0 * ow), gemm_tiles(mg, part.shape[1]), threads)
+    return out.reshape(m, oh, ow)
+
+
+def _threads() -> int:
+    """Numba's thread count (``numba.set_num_threads``, ``--threads``): the fast paths use it."""
+    import numba
+
+    return numba.get_num_threads()
+
+
+_POOL: dict[int, Any] = {}
+
+
+def _spread(kernel: Any, args: tuple, items: int, threads: int) -> None:
+    """Run ``kernel(*args, lo, hi)`` over ``range(items)`` cut into one slice per thread.
+
+    The kernels release the GIL, so the slices run at once on a small pool of
+    Python threads kept for the process (the caller's thread takes the first).
+    """
+    parts = max(1, min(threads, items))
+    bounds = [items * i // parts for i in range(parts + 1)]
+    if parts == 1:
+        kernel(*args, 0, items)
+        return
+    pool = _POOL.get(parts - 1)
+    if pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = _POOL[parts - 1] = ThreadPoolExecutor(parts - 1, thread_name_prefix="convtool-conv")
+    slices = zip(bounds[1:-1], bounds[2:], strict=True)
+    futures = [pool.submit(kernel, *args, lo, hi) for lo, hi in slices]
+    kernel(*args, bounds[0], bounds[1])
+    for f in futures:
+        f.result()
+
+
+def _pad(
+    x: np.ndarray, padding: tuple[int, int, int, int], pad_mode: str, pad_value: float
+) -> np.ndarray:
+    top, bottom, left, right = padding
+    widths = ((0, 0), (top, bottom), (left, right))
+    if pad_mode == "constant":
+        return np.pad(x, widths, mode="constant", constant_values=pad_value)
+    return np.pad(x, widths, mode=NUMPY_PAD_MODE[pad_mode])
 
 
 def _pair(name: str, value: int | tuple[int, int]) -> tuple[int, int]:
