@@ -113,7 +113,7 @@ def expand_inputs(args: Sequence[str]) -> list[str]:
             if stdin_count > 1:
                 raise UsageError("- (stdin) can be given only once")
             add("-")
-        elif os.path.isdir(arg):
+        elif os.path.isdir(arg) and not _is_zarr(arg):
             found = sorted(
                 os.path.join(arg, n)
                 for n in os.listdir(arg)
@@ -133,6 +133,11 @@ def expand_inputs(args: Sequence[str]) -> list[str]:
         else:
             add(arg)  # a missing file is reported when it is read; the others go on
     return out
+
+
+def _is_zarr(path: str) -> bool:
+    """A zarr store (a directory named *.zarr) is one image, not a folder of images."""
+    return path.rstrip("/" + os.sep).lower().endswith(".zarr")
 
 
 @dataclass
@@ -224,7 +229,7 @@ def plan_outputs(
         outs = ["-"]
     elif "{" in output:
         outs = [_render(output, inp, i) for i, inp in enumerate(inputs, start=1)]
-    elif output.endswith(("/", os.sep)) or os.path.isdir(output):
+    elif (output.endswith(("/", os.sep)) or os.path.isdir(output)) and not _is_zarr(output):
         outs = [
             os.path.join(output, f"{_names(inp, i)['stem']}.{ext}")
             for i, inp in enumerate(inputs, start=1)
@@ -528,6 +533,8 @@ def image_batch(
     json_lines: bool = False,
     stack: bool = False,
     scale: str | None = None,
+    chunks: int | None = None,
+    scheduler: str | None = None,
 ) -> int:
     """Run an image -> image command over a batch; return the exit code.
 
@@ -537,8 +544,15 @@ def image_batch(
     whether the result is a stack of maps.
     Every check that needs no pixels (output names, formats, depth, compress)
     runs before the first file is read.
+
+    ``chunks`` (``--chunks N``) streams TIFF/.npy/zarr inputs in N x N windows
+    (they also stream by themselves above a size: :mod:`convtool.streaming`);
+    then ``image.data`` is a lazy Dask array, ``compute`` returns a lazy
+    result and it is written band by band. ``scheduler`` (``--scheduler``)
+    runs the files, and the streamed bands, on a dask.distributed cluster
+    (:mod:`convtool.cluster`).
     """
-    from .io import EIGHT_BIT_FORMATS, RAW_FORMATS, output_format, read_image, write_image
+    from .io import EIGHT_BIT_FORMATS, RAW_FORMATS, output_format, read_image
 
     if depth is not None and depth not in (8, 16):
         raise UsageError(f"--depth must be 8 or 16, got {depth}")
@@ -552,7 +566,11 @@ def image_batch(
     if json_lines and output is None and "-" in paths:
         raise UsageError("--json with stdin input: give -o FILE (stdout carries the JSON)")
     plan = plan_outputs(paths, output, command=command, ext=format_extension(fmt, stack))
-    kinds = {job.output: output_format(job.output, fmt) for job in plan}
+    kinds = {
+        job.output: "zarr" if _is_zarr(job.output) and not fmt else output_format(job.output, fmt)
+        for job in plan
+    }
+    RAW_FORMATS = RAW_FORMATS | {"zarr"}  # noqa: N806 - zarr holds raw float32 too
     if stack:
         bad = [o for o, k in kinds.items() if k not in RAW_FORMATS]
         if bad:
@@ -572,34 +590,162 @@ def image_batch(
         if bad:
             raise UsageError(f"{bad[0]}: this format holds 8 bits; use .png for --depth 16")
 
-    def read(job: Job):
-        return read_image(job.input, gray=gray)
+    if chunks is not None and chunks < 1:
+        raise UsageError(f"--chunks must be >= 1, got {chunks}")
+    streamed = _streamed_inputs(plan, chunks)
+    client = None
+    from .cluster import scheduler_address
 
-    def run(job: Job, image):
-        return (image, *compute(image))
+    address = scheduler_address(scheduler)
+    if address is not None:
+        from .cluster import connect
 
-    def write(job: Job, payload) -> dict[str, Any]:
-        image, result, alpha = payload
-        kind = kinds[job.output]
+        client = connect(address)
+
+    def encode(image, result, alpha, kind):
+        """The output file's bytes and the --json record (locally and on a worker)."""
+        from .io import encode_image
+
         src = image.depth if image.depth in (8, 16) else None
         out_depth = depth if depth is not None else (src or 8)
         if kind in EIGHT_BIT_FORMATS:
             out_depth = 8
-        write_image(
-            job.output,
+        payload = encode_image(
             result,
+            fmt=kind,
             alpha=alpha,
             depth=out_depth,
             scale=scale,
-            fmt=kind,
             compress=compress,
             stack=stack,
             source_depth=src,
         )
         file_dtype = "float32" if kind in RAW_FORMATS else f"uint{out_depth}"
-        return result_record(result, file_dtype)
+        return payload, result_record(result, file_dtype)
 
-    res = run_batch(
-        plan, read, run, write, workers=jobs, quiet=quiet, json_lines=json_lines, label=command
-    )
+    def read(job: Job):
+        if job.input in streamed:
+            from .streaming import open_lazy
+
+            return open_lazy(job.input, gray=gray, chunks=chunks)
+        if client is not None:
+            from .cluster import read_bytes
+
+            return read_bytes(job.input)
+        return read_image(job.input, gray=gray)
+
+    def run(job: Job, image):
+        if isinstance(image, bytes):  # computed on the cluster, in write
+            return image, None, None
+        return (image, *compute(image))
+
+    def write(job: Job, payload) -> dict[str, Any]:
+        image, result, alpha = payload
+        kind = kinds[job.output]
+        if isinstance(image, bytes):
+            import functools
+
+            from .cluster import remote_item
+
+            future = client.submit(
+                remote_item,
+                image,
+                job.input,
+                gray,
+                compute,
+                functools.partial(encode, kind=kind),
+                pure=False,
+            )
+            data, record = future.result()
+            _put(job.output, data)
+            return record
+        if job.input in streamed:
+            return _write_streamed(job, image, result, alpha, kind, encode)
+        if kind == "zarr":
+            from .streaming import write_array
+
+            return write_array(job.output, result)
+        data, record = encode(image, result, alpha, kind)
+        _put(job.output, data)
+        return record
+
+    def _write_streamed(job, image, result, alpha, kind, encode):
+        from .chunked import is_dask
+        from .io import _max_pixels
+        from .streaming import STREAM_OUTPUTS, Bands, compute_whole, progress_bar, write_lazy
+
+        threads = os.cpu_count() or 1
+        bands = Bands(image.source, image.window, client=client, threads=threads)
+        if kind in STREAM_OUTPUTS and is_dask(result):
+            bar = progress_bar(f"{command} {job.input}", not quiet and len(plan) == 1)
+            if bar is None:
+                return write_lazy(job.output, kind, result, bands, stack=stack)
+            with bar:
+                task = bar.add_task(command, total=None)
+
+                def tick(done, total):
+                    bar.update(task, completed=done, total=total)
+
+                return write_lazy(job.output, kind, result, bands, stack=stack, progress=tick)
+        if kind == "zarr":
+            from .streaming import write_array
+
+            return write_array(job.output, compute_whole(result, bands, job.output, None))
+        limit = _max_pixels()
+        if is_dask(result):
+            result = compute_whole(result, bands, job.output, limit)
+        if is_dask(alpha):
+            alpha = compute_whole(alpha, bands, job.output, limit)
+        data, record = encode(image, result, alpha, kind)
+        _put(job.output, data)
+        return record
+
+    if streamed:
+        jobs = 1  # one huge image at a time: memory follows the windows, not the batch
+    elif client is not None and jobs is None:
+        from .cluster import cluster_threads
+
+        jobs = max(1, min(len(plan), 2 * cluster_threads(client)))
+    try:
+        res = run_batch(
+            plan,
+            read,
+            run,
+            write,
+            workers=jobs,
+            quiet=quiet or (len(plan) == 1 and bool(streamed)),
+            json_lines=json_lines,
+            label=command,
+        )
+    finally:
+        if client is not None:
+            client.close()
     return res.exit_code
+
+
+def _put(dest: str, data: bytes) -> None:
+    """Write encoded bytes to ``dest`` atomically, or to stdout for ``-``."""
+    from .io import atomic_write
+
+    if dest == "-":
+        out = sys.stdout.buffer
+        out.write(data)
+        out.flush()
+        return
+    atomic_write(dest, lambda fh: fh.write(data))
+
+
+def _streamed_inputs(plan: Sequence[Job], chunks: int | None) -> set[str]:
+    """Inputs read window by window (TIFF/.npy/zarr, big or with --chunks)."""
+    from .streaming import input_kind, should_stream
+
+    if not any(input_kind(job.input) for job in plan):
+        return set()
+    try:
+        return {job.input for job in plan if should_stream(job.input, chunks)}
+    except ImportError as exc:
+        if chunks is None:
+            return set()  # no tifffile/dask: the in-memory reader handles what it can
+        raise UsageError(
+            f"--chunks needs the optional dependencies ({exc.name}): pip install 'convtool[dask]'"
+        ) from None

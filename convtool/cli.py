@@ -19,7 +19,7 @@ app = typer.Typer(
         "Exit codes: 0 success, 1 some inputs failed (detect: nothing found), 2 usage error."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -162,20 +162,21 @@ def apply_packed(values: np.ndarray, name: str, lo: float, hi: float) -> np.ndar
     A uint32 canvas takes these with plain contiguous copies, which is what
     :func:`convtool.grid.grid` does.
     """
-    table = lut(name)
+    table = _packed(check_cmap(name))
     v = np.asarray(values, dtype=np.float32)
     span = float(hi) - float(lo)
-    scale = (len(table) - 1) / span if span > 0 else 0.0
+    scale = 255.0 / span if span > 0 else 0.0
     idx = v - np.float32(lo)
     idx *= np.float32(scale)
     idx += np.float32(0.5)
     np.fmax(idx, np.float32(0), out=idx)  # fmax also sends NaN to 0
-    np.minimum(idx, np.float32(len(table) - 1), out=idx)
-    return _packed(name, len(table))[idx.astype(np.uint8 if len(table) <= 256 else np.intp)]
+    np.minimum(idx, np.float32(255), out=idx)
+    return table[idx.astype(np.uint8)]
 
 
 @cache
-def _packed(name: str, n: int) -> np.ndarray:
-    table = np.zeros((n, 4), dtype=np.uint8)
-    table[:, :3] = lut(name, n)
-    return table.view(np.uint32).reshape(n)
+def _packed(name: str) -> np.ndarray:
+    """The 256-entry table of ``name`` with each colour packed in one uint32."""
+    table = np.zeros((256, 4), dtype=np.uint8)
+    table[:, :3] = _lut(name, 256)
+    return table.view(np.uint32).reshape(256)

@@ -71,9 +71,6 @@ DEFAULT_NMS_IOU = 0.3
 #: Templates with at most this many pixels (per channel) use the direct loop.
 DIRECT_MAX_AREA = 25
 
-_METHOD_CODE = {"zncc": 0, "cosine": 1, "sqdiff": 2}
-_FLT_EPSILON = float(np.finfo(np.float32).eps)
-
 
 def normalize_method(method: str) -> str:
     """Return the canonical method name (``zncc``, ``cosine`` or ``sqdiff``).
@@ -185,14 +182,7 @@ def next_fast_length(n: int) -> int:
     (1000, 1080)
     """
     m = max(1, int(n))
-    while True:
-        r = m
-        for p in (2, 3, 5):
-            while r % p == 0:
-                r //= p
-        if r == 1:
-            return m
-        m += 1
+    return next(v for v in _fast_lengths(2 * m) if v >= m)  # a power of 2 lies in [m, 2m)
 
 
 def _tile_shape(h: int, w: int, ho: int, wo: int) -> tuple[int, int]:
@@ -281,14 +271,19 @@ def _correlate_fft(
 
 
 def _prepared_template(tmpl: np.ndarray, method: str) -> tuple:
-    """Template statistics: (zero-mean template, means, var sum, square sum, flat)."""
+    """Template statistics: (zero-mean template, means, var sum, square sum, flat).
+
+    The template is flat by the rule :mod:`convtool.core.match` applies to windows.
+    """
+    from .core.match import FLT_EPSILON
+
     t64 = tmpl.astype(np.float64)
     t_mean = t64.reshape(t64.shape[0], -1).mean(axis=1)
     t0 = t64 - t_mean[:, None, None]
     t_var = float((t0 * t0).sum())
     t_sq = float((t64 * t64).sum())
     if method == "zncc":
-        flat = t_var <= min(0.5, 10.0 * _FLT_EPSILON * t_sq)
+        flat = t_var <= min(0.5, 10.0 * FLT_EPSILON * t_sq)
     else:
         flat = t_sq <= 0.0
     return t0, t_mean, t_var, t_sq, flat
@@ -334,13 +329,16 @@ def _match_planes(
     else:
         sums_mean = np.zeros(n_ch)
     noise = _sums_noise(stats, sums_mean, h * w, height, width)
-    args = (planes, sums_mean, h, w, _METHOD_CODE[method], t_mean, t_var, t_sq, flat, noise)
+    code = {"zncc": core.ZNCC, "cosine": core.COSINE, "sqdiff": core.SQDIFF}[method]
+    args = (planes, sums_mean, h, w, code, t_mean, t_var, t_sq, flat, noise)
     if algorithm == "auto":
         algorithm = "direct" if h * w <= DIRECT_MAX_AREA else "fft"
     if algorithm not in ("direct", "fft", "fft32"):
         raise UsageError(f"unknown algorithm {algorithm!r}: use auto, fft, fft32 or direct")
+    # a flat template needs no correlation: normalize_scores writes its score
+    # (0; sqdiff 1) without reading ``out``
     if flat:
-        out[...] = 0.0  # the scores ignore the correlation then
+        pass
     elif algorithm in ("fft", "fft32"):
 
         def finish(y0: int, y1: int, x0: int, x1: int) -> None:
@@ -415,6 +413,10 @@ def match(
     >>> round(float(scores.max()), 4)
     1.0
     """
+    if type(image).__module__.startswith("dask"):  # lazy, chunk by chunk: convtool.chunked
+        from . import chunked
+
+        return chunked.match(image, template, method, threads=threads, algorithm=algorithm)
     method = normalize_method(method)
     planes = _as_planes(image, "image")
     tmpl = _check_pair(planes, _as_planes(template, "template"))
@@ -592,6 +594,40 @@ def place_scores(
     return full
 
 
+def check_search_options(
+    method: str,
+    threshold: float | None = None,
+    max_detections: int | None = None,
+    nms_iou: float = DEFAULT_NMS_IOU,
+    min_distance: float | None = None,
+    scales: str | float | Sequence[float] | None = None,
+) -> tuple[str, float]:
+    """Check :func:`search`'s options without an image; return (method, threshold).
+
+    :func:`search` calls it, and so does ``convtool detect`` before it reads
+    any file, so a bad option is one error, not one per image.
+
+    Examples
+    --------
+    >>> check_search_options("sqdiff")
+    ('sqdiff', 0.04)
+    """
+    method = normalize_method(method)
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLD[method]
+    threshold = float(threshold)
+    if not math.isfinite(threshold):
+        raise UsageError(f"threshold must be a finite number, got {threshold}")
+    if max_detections is not None and (int(max_detections) != max_detections or max_detections < 1):
+        raise UsageError(f"max must be a whole number >= 1, got {max_detections!r}")
+    if not 0.0 <= float(nms_iou) <= 1.0:
+        raise UsageError(f"nms-iou must be between 0 and 1, got {nms_iou}")
+    if min_distance is not None and not float(min_distance) > 0:
+        raise UsageError(f"min-distance must be > 0 pixels, got {min_distance}")
+    parse_scales(scales)
+    return method, threshold
+
+
 def search(
     image: np.ndarray,
     template: np.ndarray,
@@ -618,18 +654,9 @@ def search(
     """
     from .core import match as core
 
-    method = normalize_method(method)
-    if threshold is None:
-        threshold = DEFAULT_THRESHOLD[method]
-    threshold = float(threshold)
-    if not math.isfinite(threshold):
-        raise UsageError(f"threshold must be a finite number, got {threshold}")
-    if max_detections is not None and (int(max_detections) != max_detections or max_detections < 1):
-        raise UsageError(f"max must be a whole number >= 1, got {max_detections!r}")
-    if not 0.0 <= float(nms_iou) <= 1.0:
-        raise UsageError(f"nms-iou must be between 0 and 1, got {nms_iou}")
-    if min_distance is not None and not float(min_distance) > 0:
-        raise UsageError(f"min-distance must be > 0 pixels, got {min_distance}")
+    method, threshold = check_search_options(
+        method, threshold, max_detections, nms_iou, min_distance, scales
+    )
     nthreads = _threads(threads)
     planes = _as_planes(image, "image")
     tmpl = _as_planes(template, "template")
@@ -777,14 +804,9 @@ def heatmap_rgb(values: np.ndarray, method: str, cmap: str = "viridis") -> np.nd
     v = np.asarray(values, dtype=np.float32)
     if not higher_is_better(method):
         v = -v
-    lo, hi = float(v.min()), float(v.max())
-    try:
-        from .colormaps import apply
+    from .colormaps import apply
 
-        return apply(v, cmap, lo, hi)
-    except ImportError:  # pragma: no cover - colormaps is part of convtool
-        g = np.clip((v - lo) / (hi - lo if hi > lo else 1.0) * 255 + 0.5, 0, 255)
-        return np.repeat(g.astype(np.uint8)[..., None], 3, axis=-1)
+    return apply(v, cmap, float(v.min()), float(v.max()))
 
 
 def annotate(

@@ -542,6 +542,11 @@ def convolve(
     >>> convolve(img, [[1, 0, -1]], correlate=True, stride=2).shape
     (3, 3)
     """
+    if type(image).__module__.startswith("dask"):  # lazy, chunk by chunk: convtool.chunked
+        given = dict(locals())
+        from . import chunked
+
+        return chunked.convolve(**given)
     weights, default_combine = _resolve_kernel(kernel)
     how = _check_combine(combine) or default_combine
     return _run(image, weights, how, pad, pad_value, stride, dilation, correlate, method, threads)
@@ -630,6 +635,11 @@ def filter_bank(
     >>> filter_bank(img, [[[1, 0, -1]], [[1], [0], [-1]]], correlate=True).shape
     (2, 6, 6)
     """
+    if type(image).__module__.startswith("dask"):  # lazy, chunk by chunk: convtool.chunked
+        given = dict(locals())
+        from . import chunked
+
+        return chunked.filter_bank(**given)
     how = _check_combine(combine)
     if how is None:
         raise UsageError("combine must be one of " + ", ".join(COMBINES))

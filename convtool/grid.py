@@ -122,26 +122,37 @@ def is_signed(values: np.ndarray | Sequence[float]) -> bool:
     >>> is_signed(np.array([-1.0, 2.0])), is_signed(np.array([-1e-9, 2.0]))
     (True, False)
     """
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.size == 0:
-        return False
-    lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+    extent = _extent(np.asarray(values))
+    return extent is not None and _signed(*extent)
+
+
+def _extent(m: np.ndarray) -> tuple[float, float] | None:
+    """True (min, max) of ``m``, NaN ignored; None when it is empty."""
+    if m.size == 0:
+        return None
+    return float(np.nanmin(m)), float(np.nanmax(m))
+
+
+def _signed(lo: float, hi: float) -> bool:
     return lo < -SIGN_TOLERANCE * max(abs(lo), abs(hi)) and lo < 0
 
 
 _SAMPLE = 1 << 13
 
 
-def _robust_range(m: np.ndarray, clip: float) -> tuple[float, float, float]:
+def _robust_range(
+    m: np.ndarray, clip: float, extent: tuple[float, float] | None
+) -> tuple[float, float, float]:
     """(lo, hi, largest magnitude) of ``m``, ignoring ``clip`` percent at each end.
 
+    ``extent`` is ``_extent(m)``, passed in because the caller needs it too.
     Percentiles come from an even subsample of at most ``_SAMPLE`` values, so
     the cost does not grow with the map.
     """
-    if m.size == 0:
+    if extent is None:
         return 0.0, 0.0, 0.0
     if clip <= 0:
-        lo, hi = float(np.nanmin(m)), float(np.nanmax(m))
+        lo, hi = extent
         return lo, hi, max(abs(lo), abs(hi))
     flat = m.reshape(-1)
     sample = flat[:: max(1, -(-flat.size // _SAMPLE))]
@@ -184,13 +195,14 @@ def styles(
         cmap = colormaps.check_cmap(cmap)
     if not 0 <= clip < 50:
         raise UsageError(f"clip must be a percentage in [0, 50), got {clip}")
-    signs = [is_signed(m) if m.size else False for m in maps]
-    ranges = [_robust_range(m, clip) for m in maps]
+    extents = [_extent(m) for m in maps]  # one pass per map for the sign and the range
+    signs = [e is not None and _signed(*e) for e in extents]
+    ranges = [_robust_range(m, clip, e) for m, e in zip(maps, extents, strict=True)]
     if normalize == "global" and maps:
         if clip > 0:
             sizes = [max(1, m.size // max(1, _SAMPLE // len(maps))) for m in maps]
             joined = np.concatenate([m.reshape(-1)[::s] for m, s in zip(maps, sizes, strict=True)])
-            shared = _robust_range(joined, clip)
+            shared = _robust_range(joined, clip, _extent(joined))
         else:
             shared = (
                 min(r[0] for r in ranges),
@@ -211,21 +223,86 @@ def styles(
     return out
 
 
-def _as_maps(maps: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+def activity(maps: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    """How strongly each map responds: its mean absolute value (float64, one per map).
+
+    For maps after a ReLU this is the mean activation; for signed maps (a
+    convolution before its non-linearity) strong responses of either sign
+    count, and a map that is zero everywhere scores 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> activity(np.array([[[1.0, -3.0]], [[0.5, 0.5]]])).tolist()
+    [2.0, 0.5]
+    """
+    return np.array([float(np.mean(np.abs(m), dtype=np.float64)) for m in maps])
+
+
+def most_active(maps: np.ndarray | Sequence[np.ndarray], n: int) -> np.ndarray:
+    """Indices of the ``n`` maps with the highest :func:`activity`, most active first.
+
+    Ties keep channel order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> most_active(np.array([[[0.0]], [[-5.0]], [[2.0]], [[2.0]]]), 3).tolist()
+    [1, 2, 3]
+    """
+    if n < 1:
+        raise UsageError(f"n must be >= 1, got {n}")
+    return np.argsort(-activity(maps), kind="stable")[:n]
+
+
+def vector_block(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """A flat vector laid out row by row in a near-square block, and its blank cells.
+
+    ``N`` values fill ``ceil(sqrt(N))`` columns; the cells after the last value
+    are NaN (drawn as background) and their count is returned.
+
+    Examples
+    --------
+    >>> block, blank = vector_block(np.arange(10.0))
+    >>> block.shape, blank, block[2].tolist()
+    ((3, 4), 2, [8.0, 9.0, nan, nan])
+    """
+    v = np.asarray(values, dtype=np.float32).reshape(-1)
+    cols = max(1, math.ceil(math.sqrt(v.size)))
+    rows = max(1, math.ceil(v.size / cols))
+    block = np.full(rows * cols, np.nan, dtype=np.float32)
+    block[: v.size] = v
+    return block.reshape(rows, cols), rows * cols - v.size
+
+
+def _as_maps(maps: np.ndarray | Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
+    """The maps as 2-D float32 arrays, and each one's blank cells (vectors only).
+
+    A 1-D array is one flat vector (an fc or softmax output), drawn as a
+    :func:`vector_block`.
+    """
     if isinstance(maps, np.ndarray):
-        if maps.ndim == 2:
+        if maps.ndim in (1, 2):
             maps = [maps]
         elif maps.ndim == 3:
             maps = list(maps)
         else:
-            raise UsageError(f"maps must be (M, H, W) or a list of 2-D arrays, got {maps.shape}")
-    out = []
+            raise UsageError(
+                f"maps must be (M, H, W), one vector or a list of 2-D arrays, got {maps.shape}"
+            )
+    out, blanks = [], []
     for m in maps:
         arr = np.asarray(m, dtype=np.float32)
+        blank = 0
+        if arr.ndim == 1 and arr.size:
+            arr, blank = vector_block(arr)
         if arr.ndim != 2 or arr.size == 0:
-            raise UsageError(f"each map must be a non-empty 2-D array, got shape {arr.shape}")
+            raise UsageError(
+                f"each map must be a non-empty 2-D array or vector, got shape {arr.shape}"
+            )
         out.append(arr)
-    return out
+        blanks.append(blank)
+    return out, blanks
 
 
 def _resize(values: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -253,6 +330,15 @@ def _fit_size(h: int, w: int, max_side: int | None, min_side: int) -> tuple[int,
         s = max_side / side
         return max(1, round(h * s)), max(1, round(w * s))
     return h, w
+
+
+def _fit_tile(h: int, w: int, tile: int) -> tuple[int, int]:
+    """Display size in a ``tile`` square: the largest integer upscale that fits, else reduced."""
+    s = tile / max(h, w)
+    if s >= 1:
+        f = int(s)
+        return h * f, w * f
+    return max(1, min(tile, round(h * s))), max(1, min(tile, round(w * s)))
 
 
 def _input_rgb(image: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -307,6 +393,52 @@ def _ellipsize(draw, text: str, font, width: int) -> str:
     return text + "…"
 
 
+_BACKGROUND_WORD = np.array([*BACKGROUND, 0], dtype=np.uint8).view(np.uint32)[0]
+
+
+def _canvas(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A background-filled RGBX sheet and the same memory seen as one uint32 word per pixel.
+
+    Tiles land in the words with contiguous copies (see :func:`_paint`).
+    """
+    canvas4 = np.zeros((height, width, 4), dtype=np.uint8)
+    canvas4[..., :3] = BACKGROUND
+    return canvas4, canvas4.view(np.uint32)[..., 0]
+
+
+def _paint(
+    words: np.ndarray, top: int, left: int, cell: tuple[int, int], a: np.ndarray,
+    style: TileStyle, size: tuple[int, int], blank: int = 0,
+) -> None:  # fmt: skip
+    """Draw map ``a`` resized to ``size``, coloured by ``style``, centred in a cell.
+
+    The last ``blank`` cells of ``a``'s last row (a vector block's padding)
+    are left as background.
+    """
+    ah, aw = size
+    oy, ox = top + (cell[0] - ah) // 2, left + (cell[1] - aw) // 2
+    words[oy : oy + ah, ox : ox + aw] = colormaps.apply_packed(
+        _resize(a, ah, aw), style.cmap, style.lo, style.hi
+    )
+    if blank:
+        rows, cols = a.shape
+        y0 = oy + round((rows - 1) * ah / rows)
+        x0 = ox + round((cols - blank) * aw / cols)
+        words[y0 : oy + ah, x0 : ox + aw] = _BACKGROUND_WORD
+
+
+def _finish(canvas4: np.ndarray, texts: Sequence[tuple[int, int, str, int, str]]) -> np.ndarray:
+    """The sheet as uint8 RGB with its texts (x, y, text, max width, anchor) drawn."""
+    from PIL import Image, ImageDraw
+
+    img = Image.fromarray(np.ascontiguousarray(canvas4[..., :3]))
+    draw = ImageDraw.Draw(img)
+    font = _font()
+    for x, y, text, maxw, anchor in texts:
+        draw.text((x, y), _ellipsize(draw, text, font, maxw), fill=TEXT, font=font, anchor=anchor)
+    return np.asarray(img)
+
+
 def grid(
     maps: np.ndarray | Sequence[np.ndarray],
     labels: Sequence[str] | None = None,
@@ -356,9 +488,7 @@ def grid(
     >>> grid(maps, ["eye", "minus eye"], cols=2).shape[2]
     3
     """
-    from PIL import Image, ImageDraw
-
-    arrays = _as_maps(maps)
+    arrays, blanks = _as_maps(maps)
     labels = [str(i) for i in range(len(arrays))] if labels is None else [str(s) for s in labels]
     if len(labels) != len(arrays):
         raise UsageError(f"{len(labels)} labels for {len(arrays)} maps")
@@ -373,13 +503,8 @@ def grid(
         n, th, tw, cols=cols, gutter=gutter, title=bool(title), colorbar=colorbar,
         show_range=show_range,
     )  # fmt: skip
-    font = _font()
     line, bar_h, width = LINE, BAR, lay.width
-    # an RGBX canvas seen as uint32 words: tiles land with contiguous word copies
-    canvas4 = np.zeros((lay.height, lay.width, 4), dtype=np.uint8)
-    canvas4[..., :3] = BACKGROUND
-    canvas = canvas4[..., :3]
-    words = canvas4.view(np.uint32)[..., 0]
+    canvas4, words = _canvas(lay.height, lay.width)
 
     texts: list[tuple[int, int, str, int, str]] = []  # x, y, text, max width, anchor
     if title:
@@ -391,16 +516,12 @@ def grid(
     for (kind, i, label), (ty, x0) in zip(cells, lay.tiles, strict=True):
         texts.append((x0, ty - line + 2, label, tw, "la"))
         if kind == "input":
-            canvas[ty : ty + th, x0 : x0 + tw] = _input_rgb(input_image, th, tw)
+            canvas4[ty : ty + th, x0 : x0 + tw, :3] = _input_rgb(input_image, th, tw)
             continue
         st = tile_styles[i]
         a = arrays[i]
         ah, aw = _fit_size(a.shape[0], a.shape[1], max_tile, min_tile)
-        ah, aw = min(ah, th), min(aw, tw)
-        oy, ox = ty + (th - ah) // 2, x0 + (tw - aw) // 2
-        words[oy : oy + ah, ox : ox + aw] = colormaps.apply_packed(
-            _resize(a, ah, aw), st.cmap, st.lo, st.hi
-        )
+        _paint(words, ty, x0, (th, tw), a, st, (min(ah, th), min(aw, tw)), blanks[i])
         yb = ty + th + 2
         if colorbar:
             ramp = np.linspace(st.lo, st.hi, tw, dtype=np.float32)[None].repeat(bar_h, 0)
@@ -416,11 +537,7 @@ def grid(
             texts.append((x0, yb, lo_t, tw // 2, "la"))
             texts.append((x0 + tw, yb, hi_t, tw // 2, "ra"))
 
-    img = Image.fromarray(np.ascontiguousarray(canvas))
-    draw = ImageDraw.Draw(img)
-    for x, y, text, maxw, anchor in texts:
-        draw.text((x, y), _ellipsize(draw, text, font, maxw), fill=TEXT, font=font, anchor=anchor)
-    return np.asarray(img)
+    return _finish(canvas4, texts)
 
 
 def overview(
@@ -456,52 +573,40 @@ def overview(
     >>> sheet.ndim, sheet.dtype.name
     (3, 'uint8')
     """
-    from PIL import Image, ImageDraw
-
     if max_maps < 1 or tile < 8:
         raise UsageError("overview needs max_maps >= 1 and tile >= 8")
-    font = _font()
     line = LINE
-    entries: list[tuple[str, list[np.ndarray] | None]] = []
+    entries: list[tuple[str, tuple[list[np.ndarray], list[int]] | None]] = []
     if input_image is not None:
         entries.append(("input", None))
     for name, maps in rows:
         entries.append((str(name), _as_maps(maps)))
-    ncols = max([1] + [min(len(m), max_maps) for _, m in entries if m is not None])
+    ncols = max([1] + [min(len(m[0]), max_maps) for _, m in entries if m is not None])
     width = ncols * tile + (ncols + 1) * gutter
     row_h = line + tile
     height = (line + 4 if title else 0) + len(entries) * (row_h + gutter) + gutter
-    canvas = np.empty((height, width, 3), dtype=np.uint8)
-    canvas[:] = BACKGROUND
-    texts: list[tuple[int, int, str, int]] = []
+    canvas4, words = _canvas(height, width)
+    texts: list[tuple[int, int, str, int, str]] = []
     y = gutter
     if title:
-        texts.append((gutter, y, title, width - 2 * gutter))
+        texts.append((gutter, y + 2, title, width - 2 * gutter, "la"))
         y += line + 4
     for name, maps in entries:
         x = gutter
         if maps is None:
-            texts.append((x, y, name, width - 2 * gutter))
-            canvas[y + line : y + line + tile, x : x + tile] = _input_rgb(input_image, tile, tile)
+            texts.append((x, y + 2, name, width - 2 * gutter, "la"))
+            canvas4[y + line : y + line + tile, x : x + tile, :3] = _input_rgb(
+                input_image, tile, tile
+            )
         else:
-            shown = maps[:max_maps]
-            more = f"  (first {len(shown)} of {len(maps)})" if len(maps) > len(shown) else ""
-            texts.append((x, y, name + more, width - 2 * gutter))
-            for st, a in zip(styles(shown, cmap=cmap, clip=clip), shown, strict=True):
-                h, w = a.shape
-                s = tile / max(h, w)
-                ah = max(1, min(tile, round(h * s)))
-                aw = max(1, min(tile, round(w * s)))
-                if s >= 1:
-                    f = int(s)
-                    ah, aw = h * f, w * f
-                rgb = colormaps.apply(_resize(a, ah, aw), st.cmap, st.lo, st.hi)
-                oy, ox = y + line + (tile - ah) // 2, x + (tile - aw) // 2
-                canvas[oy : oy + ah, ox : ox + aw] = rgb
+            shown, blanks = maps[0][:max_maps], maps[1][:max_maps]
+            total = len(maps[0])
+            more = f"  (first {len(shown)} of {total})" if total > len(shown) else ""
+            texts.append((x, y + 2, name + more, width - 2 * gutter, "la"))
+            tile_styles = styles(shown, cmap=cmap, clip=clip)
+            for st, a, blank in zip(tile_styles, shown, blanks, strict=True):
+                size = _fit_tile(*a.shape, tile)
+                _paint(words, y + line, x, (tile, tile), a, st, size, blank)
                 x += tile + gutter
         y += row_h + gutter
-    img = Image.fromarray(canvas)
-    draw = ImageDraw.Draw(img)
-    for x, y, text, maxw in texts:
-        draw.text((x, y + 2), _ellipsize(draw, text, font, maxw), fill=TEXT, font=font)
-    return np.asarray(img)
+    return _finish(canvas4, texts)

@@ -14,6 +14,9 @@ L, LA           (H,W) [+ alpha], depth 8
 P, PA           palette expanded to RGB; a transparency entry becomes alpha
 RGB, RGBA       (H,W,3) [+ alpha], depth 8 (CMYK, YCbCr, RGBX become RGB)
 I;16, I;16B     (H,W), values 0..65535, depth 16
+RGB;16 ...      16-bit RGB, RGBA, grey+alpha PNG (convtool's own decoder,
+                :mod:`convtool.png`) and 16-bit colour TIFF: (H,W,3) or
+                (H,W) [+ alpha], values 0..65535, depth 16
 I               depth 16 if every value is in 0..65535, else depth 32
 F               (H,W) float32 as stored, depth 32
 .npy file       (H,W) or (H,W,C) array as float32, depth 32 (raw outputs)
@@ -31,10 +34,13 @@ channels only, no alpha. Every file is written to a temporary name in its
 directory and renamed into place, so a failed or interrupted write leaves
 nothing behind.
 
-Limits: Pillow reads 16-bit *colour* PNGs at 8 bits; JPEG, BMP and WebP are
-8-bit formats (JPEG and BMP drop alpha). PNGs are written by :func:`encode_png`
-(numpy "up" filter + zlib deflated in parallel blocks): faster than Pillow's
-encoder and able to write 16-bit colour.
+Every PNG is read exactly: Pillow reads 16-bit *colour* PNGs at 8 bits, so
+those (colour types 2, 4, 6 at 16 bits, interlaced or not) go to
+:func:`convtool.png.decode_png`; every other PNG to Pillow. 16-bit colour
+TIFFs, which Pillow also reads at 8 bits, are read by :func:`_read_tiff16`.
+JPEG, BMP and WebP are 8-bit formats (JPEG and BMP drop alpha). PNGs are
+written by :func:`encode_png` (numpy "up" filter + zlib deflated in parallel
+blocks): faster than Pillow's encoder and able to write 16-bit colour.
 """
 
 from __future__ import annotations
@@ -165,7 +171,8 @@ def _bomb_message(name: str, size: tuple[int, int] | None, limit: int | None) ->
     dims = f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size else "too many pixels"
     return (
         f"{name}: image is {dims}, above the decompression-bomb limit of {limit:,} pixels; "
-        f"if you trust the file, raise the limit with {_MAX_PIXELS_ENV}=N"
+        f"if you trust the file, raise the limit with {_MAX_PIXELS_ENV}=N, or convert it to "
+        "a tiled TIFF (.tif), which convtool reads window by window"
     )
 
 
@@ -302,8 +309,17 @@ def read_image(source: str | os.PathLike, *, gray: bool = False) -> Image:
     """
     name = _display_name(source)
     opened = _open_bytes(source, name)
-    if _is_npy(opened, name):
+    head = _head(opened, name)
+    if head.startswith(b"\x93NUMPY"):
         return _read_npy(opened, name, gray)
+    from .png import needs_own_decoder
+
+    if needs_own_decoder(head):
+        return _read_png16(opened, name, gray)
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        image = _read_tiff16(opened, name, gray)
+        if image is not None:
+            return image
     im = _decode(opened, name)
     try:
         mode = im.mode
@@ -317,14 +333,212 @@ def read_image(source: str | os.PathLike, *, gray: bool = False) -> Image:
     return Image(data=data, alpha=alpha, depth=depth, mode=mode, name=name)
 
 
-def _is_npy(opened: _io.BytesIO | str, name: str) -> bool:
+def _head(opened: _io.BytesIO | str, name: str, size: int = 33) -> bytes:
+    """The first ``size`` bytes: enough for a .npy magic or a PNG's IHDR chunk."""
     if isinstance(opened, _io.BytesIO):
-        return opened.getbuffer()[:6].tobytes() == b"\x93NUMPY"
+        return opened.getbuffer()[:size].tobytes()
     try:
         with open(opened, "rb") as fh:
-            return fh.read(6) == b"\x93NUMPY"
+            return fh.read(size)
     except OSError as exc:  # e.g. no read permission: a user error, not a traceback
         raise InputError(f"{name}: cannot read it ({exc.strerror or exc})") from None
+
+
+def _all_bytes(opened: _io.BytesIO | str, name: str) -> bytes:
+    if isinstance(opened, _io.BytesIO):
+        return opened.getvalue()
+    try:
+        with open(opened, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read it ({exc.strerror or exc})") from None
+
+
+#: EXIF orientation -> the numpy transform that shows the picture upright
+#: (the same as PIL.ImageOps.exif_transpose).
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _orientation(exif: bytes | None) -> int:
+    if not exif:
+        return 1
+    try:
+        from PIL import Image as PILImage
+
+        tags = PILImage.Exif()
+        tags.load(exif)
+        return int(tags.get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - a broken EXIF block is not worth failing for
+        return 1
+
+
+def _split16(pixels: np.ndarray, mode: str, name: str, gray: bool) -> Image:
+    """(H,W,C) uint16 samples -> an Image of depth 16 (colour float32, alpha apart)."""
+    c = pixels.shape[2]
+    colour = pixels[..., 0] if c in (1, 2) else pixels[..., :3]
+    alpha = pixels[..., -1].astype(np.float32) if c in (2, 4) else None
+    data = np.ascontiguousarray(colour, dtype=np.float32)
+    if gray and data.ndim == 3:
+        data = luminance(data)
+    return Image(data=data, alpha=alpha, depth=16, mode=mode, name=name)
+
+
+def _tiff16_layout(opened: _io.BytesIO | str, name: str) -> dict | None:
+    """The first page's tags if it is a 16-bit colour (or grey+alpha) TIFF, else None.
+
+    Pillow reads such pages at 8 bits, so they are read here instead; every
+    other TIFF (8-bit, 16-bit grey, float) stays with Pillow.
+    """
+    from PIL.TiffImagePlugin import ImageFileDirectory_v2
+
+    # Pillow's directory parser, not Image.open: Pillow cannot open some of
+    # these at all (16-bit grey+alpha), and only the tags are needed here
+    fh = opened if isinstance(opened, _io.BytesIO) else None
+    try:
+        if fh is None:
+            fh = open(opened, "rb")  # noqa: SIM115 - closed below
+        fh.seek(0)
+        prefix = fh.read(8)
+        ifd = ImageFileDirectory_v2(ifh=prefix)
+        fh.seek(struct.unpack(("<" if prefix[:2] == b"II" else ">") + "I", prefix[4:8])[0])
+        ifd.load(fh)
+        tags = dict(ifd)
+    except Exception:  # noqa: BLE001 - Pillow reports a bad file properly later
+        return None
+    finally:
+        if isinstance(opened, _io.BytesIO):
+            opened.seek(0)
+        elif fh is not None:
+            fh.close()
+    bits = tags.get(258, (1,))
+    bits = bits if isinstance(bits, tuple) else (bits,)
+    samples = int(tags.get(277, 1))
+    if samples < 2 or any(b != 16 for b in bits) or int(tags.get(339, 1)) != 1:
+        return None  # not 16-bit unsigned colour
+    if int(tags.get(262, 1)) not in (1, 2) or (samples == 2) != (int(tags.get(262, 1)) == 1):
+        return None  # grey+alpha (photometric 1, 2 samples) or RGB[A] (2, 3+ samples)
+    return tags
+
+
+def _read_tiff16(opened: _io.BytesIO | str, name: str, gray: bool) -> Image | None:
+    """A 16-bit RGB, RGBA or grey+alpha TIFF, exactly; None for any other TIFF.
+
+    Uncompressed and Deflate (with or without the horizontal predictor)
+    strips are read here; other compressions (LZW, JPEG, tiles) through
+    tifffile when it is installed (the ``[dask]`` extra), else an error that
+    says so (never an 8-bit read without a word).
+    """
+    tags = _tiff16_layout(opened, name)
+    if tags is None:
+        return None
+    data = _all_bytes(opened, name)
+    w, h, samples = int(tags[256]), int(tags[257]), int(tags[277])
+    limit = _max_pixels()
+    if limit and w * h > limit:
+        raise InputError(_bomb_message(name, (w, h), limit))
+    compression = int(tags.get(259, 1))
+    simple = (
+        compression in (1, 8, 32946)
+        and int(tags.get(317, 1)) in (1, 2)
+        and 273 in tags
+        and 322 not in tags  # strips, not tiles
+    )
+    try:
+        if simple:
+            pixels = _tiff16_strips(data, tags, w, h, samples)
+        else:
+            try:
+                import tifffile
+            except ImportError:
+                raise InputError(
+                    f"{name}: a 16-bit colour TIFF with compression {compression} "
+                    f"{'in tiles ' if 322 in tags else ''}needs tifffile to be read exactly "
+                    "(pip install tifffile, or convtool[dask]); or save it uncompressed, "
+                    "with Deflate, or as a 16-bit PNG"
+                ) from None
+            pixels = tifffile.imread(_io.BytesIO(data), key=0)
+            if pixels.ndim == 3 and pixels.shape[0] == samples and pixels.shape[2] != samples:
+                pixels = np.moveaxis(pixels, 0, -1)  # planar pages come channel-first
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any damage in the file: one line
+        detail = str(exc).strip() or type(exc).__name__
+        raise InputError(f"{name}: corrupt or unreadable image ({detail})") from None
+    if pixels.shape != (h, w, samples):
+        raise InputError(f"{name}: corrupt or unreadable image (pixels of shape {pixels.shape})")
+    turn = _ORIENT.get(int(tags.get(274, 1)))
+    if turn is not None:
+        pixels = turn(pixels)
+    pixels = pixels[..., : 2 if samples == 2 else min(samples, 4)]
+    mode = {2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}[pixels.shape[2]]
+    return _split16(pixels, mode, name, gray)
+
+
+def _tiff16_strips(data: bytes, tags: dict, w: int, h: int, samples: int) -> np.ndarray:
+    """Samples (H,W,S) of an uncompressed or Deflate 16-bit strip TIFF."""
+    order = "<" if data[:2] == b"II" else ">"
+    planar = int(tags.get(284, 1)) == 2
+    per_strip = min(int(tags.get(278, h)), h)
+    offsets = tags[273] if isinstance(tags[273], tuple) else (tags[273],)
+    counts = tags.get(279, ())
+    counts = counts if isinstance(counts, tuple) else (counts,)
+    lanes = 1 if planar else samples
+    row_values = w * lanes
+    planes = samples if planar else 1
+    strips_per_plane = -(-h // per_strip)
+    if len(offsets) != strips_per_plane * planes or len(counts) != len(offsets):
+        raise ValueError(f"{len(offsets)} strips for {h} rows in {planes} plane(s)")
+    compression = int(tags.get(259, 1))
+    out = np.empty((planes, h, row_values), dtype=np.uint16)
+    for k, (off, count) in enumerate(zip(offsets, counts, strict=True)):
+        plane, strip = divmod(k, strips_per_plane)
+        y0 = strip * per_strip
+        rows = min(per_strip, h - y0)
+        chunk = data[off : off + count]
+        if compression != 1:
+            chunk = zlib.decompress(chunk)
+        need = rows * row_values * 2
+        if len(chunk) < need:
+            raise ValueError(f"truncated strip {k}: {len(chunk)} of {need} bytes")
+        values = np.frombuffer(chunk, dtype=order + "u2", count=rows * row_values)
+        values = values.reshape(rows, w, lanes)
+        if int(tags.get(317, 1)) == 2:  # horizontal differencing, per sample, modulo 2**16
+            values = np.cumsum(values, axis=1, dtype=values.dtype)
+        out[plane, y0 : y0 + rows] = values.reshape(rows, row_values)
+    if planar:
+        return np.moveaxis(out.reshape(planes, h, w), 0, -1)
+    return out[0].reshape(h, w, samples)
+
+
+def _read_png16(opened: _io.BytesIO | str, name: str, gray: bool) -> Image:
+    """A 16-bit RGB, RGBA or grey+alpha PNG, exactly (Pillow would keep 8 bits)."""
+    from .png import PNGError, decode_png
+
+    data = _all_bytes(opened, name)
+    limit = _max_pixels()
+    try:
+        pixels, exif = decode_png(data, max_pixels=limit)
+    except PNGError as exc:
+        detail = str(exc)
+        if "above the limit" in detail:
+            w, h = struct.unpack(">II", data[16:24])
+            raise InputError(_bomb_message(name, (w, h), limit)) from None
+        if "truncated" in detail:
+            raise InputError(f"{name}: truncated image file ({detail})") from None
+        raise InputError(f"{name}: corrupt or unreadable image ({detail})") from None
+    turn = _ORIENT.get(_orientation(exif))
+    if turn is not None:
+        pixels = turn(pixels)
+    mode = {2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}[pixels.shape[2]]
+    return _split16(pixels, mode, name, gray)
 
 
 def _read_npy(opened: _io.BytesIO | str, name: str, gray: bool) -> Image:

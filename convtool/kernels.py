@@ -174,6 +174,8 @@ class Param:
     def convert(self, kernel_name: str, raw: Any) -> Any:
         """Check and convert one user value; UsageError names the fix."""
         where = f"{kernel_name}: {self.name}"
+        if self.type is bool:
+            return _convert_bool(where, raw)
         want = "a whole number" if self.type is int else "a number"
         if isinstance(raw, str):
             text = raw.strip()
@@ -274,7 +276,23 @@ class KernelDef:
         return f"{self.size} ({shape})" if self.size else shape
 
 
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def _convert_bool(where: str, raw: Any) -> bool:
+    if isinstance(raw, (bool, np.bool_)):
+        return bool(raw)
+    if isinstance(raw, (int, float, np.number)) and raw in (0, 1):
+        return bool(raw)
+    if isinstance(raw, str) and raw.strip().lower() in _TRUE + _FALSE:
+        return raw.strip().lower() in _TRUE
+    raise UsageError(f"{where} must be true or false, got {raw!r}")
+
+
 def _fmt_value(value: Any) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return str(value)
@@ -409,10 +427,22 @@ def _dog(sigma1: float, sigma2: float, size: int | None) -> np.ndarray:
 
 
 def _gabor(
-    theta: float, sigma: float, gamma: float, psi: float, size: int | None, **rest: float
+    theta: float,
+    sigma: float,
+    gamma: float,
+    psi: float,
+    size: int | None,
+    dc: bool = False,
+    **rest: float,
 ) -> np.ndarray:
-    # Real part of a Gabor filter, amplitude 1 at the centre as in OpenCV's
-    # getGaborKernel. `theta` is the direction of the wave (across the stripes).
+    # Real part of a Gabor filter: with dc=true exactly OpenCV's getGaborKernel
+    # (amplitude 1 at the centre). `theta` is the direction of the wave (across
+    # the stripes). That wave under a Gaussian does not sum to zero (for the
+    # default psi=0, lambda=6, sigma=2 the weights sum to ~3.8 times the
+    # centre), so it also responds to plain brightness and looks like a blur.
+    # By default the DC term is removed as Morlet wavelets remove it: subtract
+    # the envelope times the constant that makes the sum zero, which keeps the
+    # kernel's support and shape (a uniform shift would add a square pedestal).
     lambd = rest["lambda"]  # a Python keyword, so it arrives by **
     size = size or _odd_size(max(sigma, sigma / gamma), "sigma/min(gamma,1)")
     x, y = _grid(size)
@@ -420,7 +450,10 @@ def _gabor(
     xr = x * math.cos(t) + y * math.sin(t)
     yr = -x * math.sin(t) + y * math.cos(t)
     envelope = np.exp(-(xr * xr + (gamma * yr) ** 2) / (2.0 * sigma * sigma))
-    return envelope * np.cos(2.0 * math.pi * xr / lambd + math.radians(psi))
+    wave = np.cos(2.0 * math.pi * xr / lambd + math.radians(psi))
+    if not dc:
+        wave -= float((envelope * wave).sum() / envelope.sum())
+    return envelope * wave
 
 
 # clockwise around a 3x3 ring, starting top-left
@@ -629,8 +662,8 @@ def _defs() -> list[KernelDef]:
         KernelDef(
             "gabor",
             _gabor,
-            "Gabor filter, real part as OpenCV (not zero-mean): stripes across theta",
-            "normalize",
+            "Gabor filter, real part, zero-mean (dc=true: as OpenCV): stripes across theta",
+            "offset",
             params=(
                 Param("theta", float, 0.0, "wave direction, degrees counter-clockwise"),
                 _sigma(2.0, "envelope sigma in pixels"),
@@ -638,6 +671,13 @@ def _defs() -> list[KernelDef]:
                 Param("gamma", float, 0.5, "aspect ratio of the envelope", gt=0),
                 Param("psi", float, 0.0, "phase offset in degrees", aliases=("phase",)),
                 _size_auto("2*ceil(3*sigma/min(gamma,1))+1"),
+                Param(
+                    "dc",
+                    bool,
+                    False,
+                    "keep the DC term (OpenCV's getGaborKernel; the weights do not sum to 0)",
+                    aliases=("keep_dc",),
+                ),
             ),
             main="theta",
             size="2*ceil(3*sigma/min(gamma,1))+1",

@@ -432,6 +432,10 @@ def pool(
     >>> pool(x, "stochastic", seed=0).shape
     (2, 2)
     """
+    if type(image).__module__.startswith("dask"):  # lazy, chunk by chunk: convtool.chunked
+        from . import chunked
+
+        return chunked.pool(image, mode, size, stride, pad, ceil, seed, **mode_options)
     mode = normalize_mode(mode)
     _check_options(mode, mode_options)
     x = _as_float_image(image)

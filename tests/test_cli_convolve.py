@@ -50,10 +50,16 @@ def test_sobel_on_sample_matches_scipy(tmp_path, samples_dir):
     gx = ndimage.convolve(cam, [[1, 0, -1], [2, 0, -2], [1, 0, -1]], mode="mirror")
     gy = ndimage.convolve(cam, [[1, 2, 1], [0, 0, 0], [-1, -2, -1]], mode="mirror")
     mag = np.hypot(gx, gy)
-    expected = np.rint((mag - mag.min()) * 255 / (mag.max() - mag.min()))  # sobel's auto
+    # sobel's auto: robust-normalize, the 0.5th..99.5th percentiles to 0..255
+    lo, hi = np.quantile(mag, [0.005, 0.995])
+    expected = np.clip(np.rint((mag - lo) * 255 / (hi - lo)), 0, 255)
     got = load(out)
     assert got.dtype == np.uint8 and got.shape == (512, 512)
     assert np.abs(got.astype(int) - expected).max() <= 1
+    # an explicit --scale normalize keeps its exact min-max meaning
+    ok(samples_dir / "camera.png", "-k", "sobel", "--scale", "normalize", "-o", out, "-q")
+    expected = np.rint((mag - mag.min()) * 255 / (mag.max() - mag.min()))
+    assert np.abs(load(out).astype(int) - expected).max() <= 1
 
 
 def test_rgba_alpha_preserved_and_channels_filtered(tmp_path):

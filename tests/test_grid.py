@@ -180,8 +180,10 @@ def test_labels_are_drawn_and_colour_bars_span_the_range():
 def test_grid_errors():
     with pytest.raises(UsageError, match="labels"):
         grid([np.zeros((4, 4))], ["a", "b"])
-    with pytest.raises(UsageError, match="2-D"):
-        grid([np.zeros(4)])
+    with pytest.raises(UsageError, match="2-D array or vector"):
+        grid([np.zeros((2, 4, 4))])
+    with pytest.raises(UsageError, match="2-D array or vector"):
+        grid([np.zeros(0)])
     with pytest.raises(UsageError, match="cols"):
         grid([np.zeros((4, 4))], cols=0)
 
@@ -207,3 +209,24 @@ def test_clip_keeps_a_few_outliers_from_darkening_the_map():
     assert 100 < body.mean() < 155  # uniform 0..1 spread over the ramp, not crushed to black
     with pytest.raises(UsageError, match="clip"):
         styles([m], clip=60)
+
+
+def test_a_flat_vector_is_one_block_row_by_row_with_blank_cells_as_background():
+    values = np.arange(10, dtype=np.float32)  # 4 columns, 3 rows, 2 blank cells
+    img = grid(values, ["ten values"], gutter=0, min_tile=96)
+    lay = layout(1, 72, 96, gutter=0)  # 3x4 cells, upscaled 24x
+    assert img.shape == (lay.height, lay.width, 3)
+    y, x = lay.tiles[0]
+    tile = img[y : y + 72, x : x + 96]
+    cells = tile[12::24, 12::24, 0].astype(int)  # each cell's centre
+    gray = colormaps.lut("gray")[:, 0].astype(int)
+    expect = [gray[round(v * 255 / 9)] for v in range(10)]
+    assert cells.reshape(-1)[:10].tolist() == expect
+    assert (tile[48:, 48:] == BACKGROUND).all()  # the two blank cells
+    assert not (tile[48:, :48] == BACKGROUND).all(axis=2).any()
+    # a vector among 2-D maps, and in an overview row
+    mixed = grid([np.ones((5, 5)), np.linspace(-1, 1, 512)], ["map", "512 values"])
+    assert mixed.ndim == 3
+    sheet = overview([("fc", np.linspace(-1, 1, 4096))], tile=64, gutter=0)
+    assert sheet.shape == (LINE + 64, 64, 3)
+    assert not (sheet[LINE:] == BACKGROUND).all(axis=2).any()  # 64x64 values: no blank cell

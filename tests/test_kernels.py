@@ -284,7 +284,7 @@ def test_dog_is_a_difference_of_normalised_gaussians():
     "theta, psi", [(0, 0), (30, 0), (45, 90), (100, 45), (-60, 180), (170, 30)]
 )
 def test_gabor_matches_opencv(theta, psi):
-    ours = kernel(f"gabor:theta={theta},sigma=2.5,lambda=7,gamma=0.6,psi={psi},size=17")
+    ours = kernel(f"gabor:theta={theta},sigma=2.5,lambda=7,gamma=0.6,psi={psi},size=17,dc=true")
     # OpenCV lays its x axis to the left, so its angle is 180 - ours
     ref = cv2.getGaborKernel(
         (17, 17), 2.5, math.pi - math.radians(theta), 7.0, 0.6, math.radians(psi), ktype=cv2.CV_64F
@@ -300,10 +300,38 @@ def test_gabor_symmetries_and_direction():
     np.testing.assert_allclose(odd, -odd[::-1, ::-1], atol=1e-6)  # psi=90: odd
     np.testing.assert_allclose(kernel("gabor:90"), kernel("gabor:0").T, atol=1e-7)
     # theta=0: the wave runs along x, so each column is one phase (vertical stripes)
-    k0 = kernel("gabor:theta=0,gamma=1,size=13")
+    k0 = kernel("gabor:theta=0,gamma=1,size=13,dc=true")
     c = 6
     assert k0[c, c] == pytest.approx(1.0)
     assert k0[c, c + 3] < 0 and k0[c + 3, c] > 0  # half a wavelength right is negative
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["gabor", "gabor:45", "gabor:theta=30,lambda=10,sigma=3", "gabor:psi=45", "gabor:gamma=1.5"],
+)
+def test_gabor_is_zero_mean_by_default(spec):
+    """The default Gabor has no DC term, so a flat image gives 0 (it is not a blur)."""
+    default = kernel(spec).astype(np.float64)
+    kept = kernel(spec + ("," if ":" in spec else ":") + "dc=true").astype(np.float64)
+    assert abs(default.sum()) < 1e-5 * np.abs(default).sum()
+    assert abs(kept.sum()) > 0.05 * np.abs(kept).sum()  # what the default removes
+
+
+def test_gabor_dc_correction_follows_the_envelope():
+    """Removing the DC term subtracts a multiple of the Gaussian envelope (no square pedestal)."""
+    diff = kernel("gabor:dc=true").astype(np.float64) - kernel("gabor").astype(np.float64)
+    n = diff.shape[0] // 2
+    y, x = np.mgrid[-n : n + 1, -n : n + 1].astype(np.float64)
+    envelope = np.exp(-(x**2 + (0.5 * y) ** 2) / (2 * 2.0**2))  # theta=0, sigma=2, gamma=0.5
+    np.testing.assert_allclose(diff, envelope * (diff.sum() / envelope.sum()), atol=1e-6)
+
+
+def test_gabor_dc_parameter():
+    assert dict(resolve("gabor:dc=yes").params)["dc"] is True
+    assert dict(resolve("gabor").params)["dc"] is False
+    with pytest.raises(UsageError, match="dc must be true or false"):
+        resolve("gabor:dc=maybe")
 
 
 def test_kirsch_rotations():
@@ -602,7 +630,7 @@ def test_cli_show_prints_the_matrix_and_combine_rule(runner):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert "# 2 kernels, combine magnitude: sqrt of the sum of the squared responses" in lines
-    assert "# --scale auto = normalize" in lines
+    assert "# --scale auto = robust-normalize" in lines
     i = lines.index("# sobel-x (sum 0)")
     assert lines[i + 1 : i + 4] == ["-1  0  1", "-2  0  2", "-1  0  1"]
     result = runner.invoke(_app(), ["kernels", "show", "gaussian:1"])

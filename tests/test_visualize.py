@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -73,9 +75,10 @@ def test_network_writes_one_grid_per_layer_and_an_overview(tmp_path, small_rgb):
     outdir = tmp_path / "layers"
     res = run("visualize", small_rgb, "--net", NETS / "edges.toml", "-o", outdir)
     assert res.exit_code == 0, res.output
-    names = sorted(p.name for p in outdir.iterdir())
+    names = sorted(p.name for p in outdir.glob("*.png"))
     assert names == ["01_conv.png", "02_abs.png", "03_pool.png", "04_conv.png", "05_pool.png",
                      "overview.png"]  # fmt: skip
+    assert (outdir / "index.html").is_file()
     for name in names:
         img = read(outdir / name)
         assert (img != BACKGROUND).any(axis=2).mean() > 0.3  # tiles, not empty space
@@ -96,7 +99,7 @@ def test_inline_layers_with_summary(tmp_path, small_gray):
     assert "104" in res.output  # 4 * 25 + 4 parameters
     assert "4×62×62" in res.output
     assert sorted(p.name for p in outdir.iterdir()) == [
-        "01_conv.png", "02_relu.png", "03_pool.png", "overview.png",
+        "01_conv.png", "02_relu.png", "03_pool.png", "index.html", "overview.png",
     ]  # fmt: skip
 
 
@@ -198,3 +201,199 @@ def test_png_writer_round_trips_through_pillow():
         with Image.open(io.BytesIO(encode_png(rgb, level, row_filter="none"))) as im:
             assert im.mode == "RGB"
             np.testing.assert_array_equal(np.asarray(im), rgb)
+
+
+def test_input_size_crops_and_says_what_it_did(tmp_path, small_rgb):
+    outdir = tmp_path / "pre"
+    res = run("visualize", small_rgb, "--layers", "abs", "--input-size", "40x32", "--mean",
+              "imagenet", "--std", "imagenet", "--summary", "-o", outdir)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "3×40×32" in res.output
+    assert "resize 45x45, crop 40x32, values 0..1, mean 0.485,0.456,0.406" in res.output
+    res = run("visualize", small_rgb, "--layers", "abs", "--resize", "20", "--input-size", "32",
+              "-o", tmp_path / "bad")  # fmt: skip
+    assert res.exit_code == 2
+    assert "resize to 20x20 is smaller than the input size 32x32" in one_error_line(res)
+    assert not (tmp_path / "bad").exists()
+    for args in (("--pixel-range", "2"), ("--mean", "1,2"), ("--input-size", "0")):
+        res = run("visualize", small_rgb, "--layers", "abs", *args, "-o", tmp_path / "bad")
+        assert res.exit_code == 2, args
+        one_error_line(res)
+    res = run("visualize", small_rgb, "-k", "sobel", "--mean", "imagenet", "-o", tmp_path / "k.png")
+    assert res.exit_code == 2
+    assert "--mean applies to a network" in one_error_line(res)
+
+
+def test_max_maps_draws_the_most_active_and_a_flat_output_as_one_tile(tmp_path, small_gray):
+    from convtool.commands.visualize import _note, _shown_maps
+    from convtool.network import feature_maps
+
+    net = "conv(random:40,size=3,seed=2) pool(avg,126)"
+    outdir = tmp_path / "most"
+    res = run("visualize", small_gray, "--layers", net, "--max-maps", "5", "-o", outdir)
+    assert res.exit_code == 0, res.output
+    lay = layout(6, 126, 126, title=True)  # input + the 5 most active of 40
+    assert read(outdir / "01_conv.png").shape[:2] == (lay.height, lay.width)
+    lay = layout(2, 6 * 28, 7 * 28, title=True)  # input + a 6x7 block of 40 values, 28x
+    assert read(outdir / "02_pool.png").shape[:2] == (lay.height, lay.width)
+
+    img = np.asarray(Image.open(small_gray), dtype=np.float32)
+    (conv, out), (pool, flat) = feature_maps(img, net)
+    maps, labels, total = _shown_maps(conv, out, 5)
+    score = np.abs(out).mean(axis=(1, 2))
+    expect = np.argsort(-score)[:5]
+    assert labels == [conv.labels[i] for i in expect] and total == 40
+    assert all(np.array_equal(m, out[i]) for m, i in zip(maps, expect, strict=True))
+    assert _note(5, 40) == " (5 most active of 40)" and _note(3, 3) == ""
+    maps, labels, total = _shown_maps(pool, flat, 5)  # 40x1x1: one vector, not 40 tiles
+    assert len(maps) == 1 and maps[0].shape == (40,) and labels == ["40 values, row by row"]
+    assert len(_shown_maps(conv, out, 0)[0]) == 40  # 0 draws all
+
+
+def test_labels_print_the_top_classes_as_json_lines_when_piped(tmp_path, small_gray):
+    from convtool.network import feature_maps
+
+    net = "conv(random:12,size=3,seed=4) relu pool(avg,126)"  # 12 x 1 x 1: a classifier
+    names = [f"class {i}" for i in range(12)]
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(names) + "\n\n")  # trailing blank lines are not labels
+    res = run("visualize", small_gray, "--layers", net, "--labels", labels, "--top", "3",
+              "-o", tmp_path / "out")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    img = np.asarray(Image.open(small_gray), dtype=np.float32)
+    logits = feature_maps(img, net)[-1][1].reshape(-1).astype(np.float64)
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    best = np.argsort(-p)[:3]
+    assert [r["rank"] for r in rows] == [1, 2, 3]
+    assert [r["index"] for r in rows] == best.tolist()
+    assert [r["label"] for r in rows] == [names[i] for i in best]
+    np.testing.assert_allclose([r["probability"] for r in rows], p[best], rtol=1e-6)
+
+
+def test_bad_labels_are_one_line_and_exit_2(tmp_path, small_gray):
+    net = "conv(random:12,size=3) pool(avg,126)"
+    short = tmp_path / "short.txt"
+    short.write_text("a\nb\n")
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"\xff\xfe\x00\x81")
+    cases = [
+        (net, short, "has 2 labels but the last layer pool gives 12 classes"),
+        (net, binary, "is not UTF-8 text"),
+        (net, tmp_path / "none.txt", "does not exist"),
+        ("conv(random:12,size=3)", short, "last layer is a classifier"),
+    ]
+    for layers, labels, message in cases:
+        out = tmp_path / "out"
+        res = run("visualize", small_gray, "--layers", layers, "--labels", labels, "-o", out)
+        assert res.exit_code == 2, res.output
+        assert message in one_error_line(res)
+        assert not out.exists()
+
+
+class _Page(HTMLParser):
+    """Collects what a test checks in index.html: references, anchors, text, scripts."""
+
+    def __init__(self):
+        super().__init__()
+        self.refs, self.links, self.ids, self.text, self.scripts = [], [], set(), [], 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if a.get("id"):
+            self.ids.add(a["id"])
+        if tag in ("img", "script", "link", "iframe", "source"):
+            self.refs.append(a.get("src") or a.get("href"))
+            self.scripts += tag == "script"
+        if tag == "a":
+            href = a["href"]
+            (self.links if href.startswith("#") else self.refs).append(href)
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_index_html_references_every_sheet_and_names_every_layer(tmp_path, small_rgb):
+    from convtool.network import plan
+
+    outdir = tmp_path / "maps"
+    net = NETS / "lenet.toml"
+    res = run("visualize", small_rgb, "--net", net, "-o", outdir)
+    assert res.exit_code == 0, res.output
+    html = (outdir / "index.html").read_text(encoding="utf-8")
+    page = _Page()
+    page.feed(html)
+    # self-contained: no scripts, nothing from elsewhere, every file it names is in DIR
+    assert page.scripts == 0 and "http" not in html and "@import" not in html
+    assert page.refs and all(ref and "/" not in ref for ref in page.refs)
+    assert all((outdir / unquote(ref)).is_file() for ref in page.refs)
+    pngs = sorted(p.name for p in outdir.glob("*.png"))
+    assert sorted(set(page.refs)) == pngs  # every sheet and the overview, nothing else
+    # every layer: a table row linking to its sheet's heading, which shows the sheet
+    layers = plan(net, (3, 96, 96))
+    text = "".join(page.text)
+    for layer in layers:
+        assert layer.label in text and layer.title in text
+        assert f"#{layer.stem}" in page.links and layer.stem in page.ids
+    assert set(link[1:] for link in page.links) <= page.ids
+    order = [html.index(f'src="{layer.stem}.png"') for layer in layers]
+    assert order == sorted(order)
+
+
+def _fixed_onnx(path, c=3, h=32, w=40, classes=7):
+    """A small classifier with a fixed 1 x c x h x w input: conv, relu, pool, gemm, softmax."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    inits = [
+        numpy_helper.from_array(rng.normal(size=(6, c, 3, 3)).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.normal(size=(classes, 6)).astype(np.float32), "fw"),
+        numpy_helper.from_array(rng.normal(size=classes).astype(np.float32), "fb"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["image", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["r"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "fw", "fb"], ["logits"], name="fc", transB=1),
+        helper.make_node("Softmax", ["logits"], ["probs"], name="probs", axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "fixed",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, c, h, w])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, classes])],
+        inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_onnx_model_input_size_is_the_default_and_top_classes_match_onnxruntime(
+    tmp_path, small_rgb, small_gray
+):
+    ort = pytest.importorskip("onnxruntime")
+    from convtool.preprocess import preprocess
+
+    model = _fixed_onnx(tmp_path / "fixed.onnx")
+    for image in (small_rgb, small_gray):
+        outdir = tmp_path / f"maps_{image.stem}"
+        res = run("visualize", image, "--net", model, "--mean", "imagenet", "--std", "imagenet",
+                  "--top", "7", "--summary", "-o", outdir)  # fmt: skip
+        assert res.exit_code == 0, res.output
+        assert "3×32×40" in res.output  # the model's own input size, by default
+        # shorter side floor(40 / 0.875), then the centre 32x40
+        assert "resize 45x45, crop 32x40, " in res.output and "values 0..1" in res.output
+        assert ("grey to 3 channels" in res.output) == (image == small_gray)
+        rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+        pixels = np.asarray(Image.open(image), dtype=np.float32)
+        x = preprocess(pixels, (32, 40), channels=3, mean="imagenet", std="imagenet")
+        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        (probs,) = session.run(None, {"image": x.transpose(2, 0, 1)[None]})
+        order = np.argsort(-probs[0])
+        assert [r["index"] for r in rows] == order.tolist()
+        np.testing.assert_allclose([r["probability"] for r in rows], probs[0][order], atol=1e-5)
+        assert (outdir / "index.html").is_file() and len(list(outdir.glob("*.png"))) == 7

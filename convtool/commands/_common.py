@@ -81,7 +81,16 @@ def _note_first_compile(compiled_before: int) -> None:
 
 
 #: ``--scale`` choices of the image commands (``auto`` is resolved per command).
-SCALES = ("auto", "clip", "abs", "normalize", "offset", "raw")
+SCALES = (
+    "auto",
+    "clip",
+    "abs",
+    "normalize",
+    "offset",
+    "robust-normalize",
+    "robust-offset",
+    "raw",
+)
 
 
 def check_scale(scale: str) -> str:
@@ -143,3 +152,15 @@ THREADS_OPTION = typer.Option(
 )
 QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="No progress bar.")
 JSON_OPTION = typer.Option(False, "--json", help="One JSON object per output on stdout.")
+CHUNKS_OPTION = typer.Option(
+    None,
+    "--chunks",
+    help="Stream TIFF/.npy/.zarr inputs in N x N windows (automatic above 50 Mpx).",
+    show_default=False,
+)
+SCHEDULER_OPTION = typer.Option(
+    None,
+    "--scheduler",
+    help="Run on a dask.distributed cluster at ADDRESS (default: $CONVTOOL_SCHEDULER).",
+    show_default=False,
+)

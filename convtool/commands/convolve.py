@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import typer
 
+from . import _complete
 from ._common import (
+    CHUNKS_OPTION,
     COMPRESS_OPTION,
     DEPTH_OPTION,
     FORMAT_OPTION,
@@ -17,6 +19,7 @@ from ._common import (
     JSON_OPTION,
     OUTPUT_OPTION,
     QUIET_OPTION,
+    SCHEDULER_OPTION,
     THREADS_OPTION,
     cli_errors,
 )
@@ -53,7 +56,10 @@ output shrinks by (K-1)*D.
 [bold]Scale[/bold]: values are computed in float on the image's scale (0..255, 0..65535).
 --scale auto uses the kernel's own choice (`convtool kernels` lists it); for
 several -k: clip when every kernel is a clip kernel and --combine max, else
-normalize. .npy and .tif/.tiff outputs hold the raw float32 result.
+normalize. Under auto, normalize and offset are robust: their range ignores the
+0.5% most extreme values (robust-normalize, robust-offset), so a few strong
+responses do not turn the rest grey. .npy and .tif/.tiff outputs hold the raw
+float32 result.
 
 [bold]Alpha[/bold] is carried through untouched; when stride or valid padding shrinks
 the output, it is sampled at each output pixel's anchor (kernel centre).
@@ -98,11 +104,13 @@ def convolve_command(
         "--kernel",
         help="Kernel spec; repeat for a filter bank. See `convtool kernels`.",
         show_default=False,
+        autocompletion=_complete.kernel_names,
     ),
     pad: str = typer.Option(
         "reflect",
         "--pad",
         help="Border: zero|constant, replicate|edge, reflect, symmetric, wrap, valid.",
+        autocompletion=_complete.pad_modes,
     ),
     pad_value: float = typer.Option(0.0, "--pad-value", help="Fill value for --pad constant."),
     stride: int = typer.Option(1, "--stride", "-s", help="Step between output pixels."),
@@ -117,9 +125,13 @@ def convolve_command(
         help="Merge several responses: magnitude|max|sum|stack. Default: the kernel's own "
         "(sobel: magnitude, kirsch: max); magnitude for several -k.",
         show_default=False,
+        autocompletion=_complete.combines,
     ),
     scale: str = typer.Option(
-        "auto", "--scale", help="To 8/16 bits: auto|clip|abs|normalize|offset|raw."
+        "auto",
+        "--scale",
+        help="To 8/16 bits: auto|clip|abs|normalize|offset|robust-normalize|robust-offset|raw.",
+        autocompletion=_complete.scales,
     ),
     gray: bool = GRAY_OPTION,
     depth: int | None = DEPTH_OPTION,
@@ -127,6 +139,8 @@ def convolve_command(
     fmt: str | None = FORMAT_OPTION,
     compress: int | None = COMPRESS_OPTION,
     jobs: int | None = JOBS_OPTION,
+    chunks: int | None = CHUNKS_OPTION,
+    scheduler: str | None = SCHEDULER_OPTION,
     threads: int | None = THREADS_OPTION,
     quiet: bool = QUIET_OPTION,
     json_lines: bool = JSON_OPTION,
@@ -147,6 +161,8 @@ def convolve_command(
         fmt=fmt,
         compress=compress,
         jobs=jobs,
+        chunks=chunks,
+        scheduler=scheduler,
         threads=threads,
         quiet=quiet,
         json_lines=json_lines,
@@ -172,6 +188,8 @@ def run_convolve(
     fmt=None,
     compress=None,
     jobs=None,
+    chunks=None,
+    scheduler=None,
     threads=None,
     quiet=False,
     json_lines=False,
@@ -181,6 +199,7 @@ def run_convolve(
     from ..errors import UsageError
     from ..kernels import resolve
     from ..modes import check_positive_int, normalize_pad
+    from ..scaling import AUTO
     from ._common import check_scale, set_threads
 
     pad = normalize_pad(pad)
@@ -203,7 +222,7 @@ def run_convolve(
     bank_combine = combine or "magnitude"
     is_stack = not single and bank_combine == "stack"
     auto_scale = spec.scale if single else _bank_scale(specs, bank_combine)
-    used_scale = auto_scale if scale == "auto" else scale
+    used_scale = AUTO[auto_scale] if scale == "auto" else scale
     kshape = tuple(max(w.shape[i] for s in specs for w in s.weights) for i in (0, 1))
     options = dict(
         pad=pad,
@@ -243,6 +262,8 @@ def run_convolve(
         fmt=fmt,
         compress=compress,
         jobs=jobs,
+        chunks=chunks,
+        scheduler=scheduler,
         quiet=quiet,
         json_lines=json_lines,
         stack=is_stack,

@@ -10,6 +10,8 @@ import sys
 
 import typer
 
+from . import _complete
+
 FORMATS = ("auto", "table", "json", "csv")
 FIELDS = ("image", "x", "y", "width", "height", "cx", "cy", "score", "scale")
 
@@ -66,7 +68,9 @@ def _records(name: str, detections) -> list[dict]:
 def _print_table(console, name: str, records: list[dict], method: str) -> None:
     from rich.table import Table
 
-    better = "lower is better" if method == "sqdiff" else "higher is better"
+    from ..detection import higher_is_better
+
+    better = "higher is better" if higher_is_better(method) else "lower is better"
     table = Table(title=f"{name}: {len(records)} found ({method}, {better})", title_justify="left")
     for col in ("#", "x", "y", "width", "height", "cx", "cy", "score", "scale"):
         table.add_column(col, justify="right")
@@ -118,8 +122,15 @@ def detect_command(
         "-k",
         help="Use a kernel's weights as the template (see `convtool kernels`).",
         show_default=False,
+        autocompletion=_complete.kernel_names,
     ),
-    method: str = typer.Option("zncc", "--method", "-m", help="zncc, cosine or sqdiff."),
+    method: str = typer.Option(
+        "zncc",
+        "--method",
+        "-m",
+        help="zncc, cosine or sqdiff.",
+        autocompletion=_complete.detect_methods,
+    ),
     threshold: float | None = typer.Option(
         None,
         "--threshold",
@@ -210,12 +221,12 @@ def _run(
     from ..io import check_not_input, luminance, read_image, write_image
     from ._common import print_error, set_threads
 
-    method = det.normalize_method(method)
+    # option errors before any work (search would repeat them for every image)
+    method, _ = det.check_search_options(method, threshold, max_n, nms_iou, min_distance, scales)
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r}: use table, json or csv")
     if fmt == "auto":
         fmt = "table" if sys.stdout.isatty() else "json"
-    det.parse_scales(scales)  # option errors before any work
     set_threads(threads)
     paths = expand_inputs(inputs)
     tmpl, tmpl_name = _load_template(template, kernel_spec, gray)

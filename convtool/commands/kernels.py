@@ -188,6 +188,8 @@ def kernels_show(
 
 
 def _fmt_number(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -206,7 +208,9 @@ def _format_spec(resolved: Any, *, precision: int = 4, exact: bool = False) -> s
             f"# {resolved.count} kernels, combine {resolved.combine}: "
             f"{_COMBINE_TEXT.get(resolved.combine, resolved.combine)}"
         )
-    lines.append(f"# --scale auto = {resolved.scale}")
+    from ..scaling import AUTO
+
+    lines.append(f"# --scale auto = {AUTO[resolved.scale]}")
     for label, weights in zip(resolved.labels, resolved.weights, strict=True):
         total = float(np.float64(weights).sum())
         if resolved.count > 1 or label != resolved.name:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import typer
 
+from . import _complete
 from ._common import (
+    CHUNKS_OPTION,
     COMPRESS_OPTION,
     DEPTH_OPTION,
     FORMAT_OPTION,
@@ -17,6 +19,7 @@ from ._common import (
     JSON_OPTION,
     OUTPUT_OPTION,
     QUIET_OPTION,
+    SCHEDULER_OPTION,
     THREADS_OPTION,
     cli_errors,
 )
@@ -60,7 +63,11 @@ def pool_command(
         ..., help="Image files, quoted globs, directories, or - for stdin.", show_default=False
     ),
     mode: str = typer.Option(
-        "max", "--mode", "-m", help="max|avg|min|lp|topleft|stochastic|fractional."
+        "max",
+        "--mode",
+        "-m",
+        help="max|avg|min|lp|topleft|stochastic|fractional.",
+        autocompletion=_complete.pool_modes,
     ),
     size: int = typer.Option(2, "--size", "-F", help="Window side F."),
     stride: int | None = typer.Option(
@@ -70,6 +77,7 @@ def pool_command(
         "valid",
         "--pad",
         help="valid (none), zero|constant, replicate|edge, reflect, symmetric, wrap.",
+        autocompletion=_complete.pad_modes,
     ),
     padding: int | None = typer.Option(
         None,
@@ -100,6 +108,7 @@ def pool_command(
         "auto",
         "--scale",
         help="To 8/16 bits: auto (clip; lp: normalize)|clip|abs|normalize|offset|raw.",
+        autocompletion=_complete.scales,
     ),
     gray: bool = GRAY_OPTION,
     depth: int | None = DEPTH_OPTION,
@@ -107,6 +116,8 @@ def pool_command(
     fmt: str | None = FORMAT_OPTION,
     compress: int | None = COMPRESS_OPTION,
     jobs: int | None = JOBS_OPTION,
+    chunks: int | None = CHUNKS_OPTION,
+    scheduler: str | None = SCHEDULER_OPTION,
     threads: int | None = THREADS_OPTION,
     quiet: bool = QUIET_OPTION,
     json_lines: bool = JSON_OPTION,
@@ -130,6 +141,8 @@ def pool_command(
         fmt=fmt,
         compress=compress,
         jobs=jobs,
+        chunks=chunks,
+        scheduler=scheduler,
         threads=threads,
         quiet=quiet,
         json_lines=json_lines,
@@ -173,6 +186,8 @@ def run_pool(
     fmt=None,
     compress=None,
     jobs=None,
+    chunks=None,
+    scheduler=None,
     threads=None,
     quiet=False,
     json_lines=False,
@@ -242,6 +257,8 @@ def run_pool(
         fmt=fmt,
         compress=compress,
         jobs=jobs,
+        chunks=chunks,
+        scheduler=scheduler,
         quiet=quiet,
         json_lines=json_lines,
         scale=used_scale,

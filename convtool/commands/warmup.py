@@ -18,6 +18,7 @@ _STEPS = (
     ("filtering", "convtool.filtering", "warmup"),
     ("pooling", "convtool.pooling", "warmup"),
     ("detection", "convtool.detection", "warmup"),
+    ("png", "convtool.png", "warmup"),
 )  # network has no kernels of its own: it runs on filtering and pooling
 
 

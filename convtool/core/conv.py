@@ -42,7 +42,7 @@ __all__ = ["CONSTANT", "REFLECT", "REPLICATE", "SYMMETRIC", "VALID", "WRAP", "in
 _FASTMATH = {"contract", "arcp", "nsz"}
 
 
-@njit(cache=True, parallel=True, fastmath=_FASTMATH)
+@njit(cache=True, nogil=True, parallel=True, fastmath=_FASTMATH)
 def direct(img, nch, w, rmap, cmap, cval, lo, hi, dil, out):
     """Direct correlation with column stride 1 (any kernel size).
 
@@ -110,7 +110,7 @@ def direct(img, nch, w, rmap, cmap, cval, lo, hi, dil, out):
                 orow[j * nch + c] = s
 
 
-@njit(cache=True, parallel=True, fastmath=_FASTMATH)
+@njit(cache=True, nogil=True, parallel=True, fastmath=_FASTMATH)
 def separable(img, nch, u, v, symu, symv, rmap, ilo, ihi, ext, cval, left, dil, out, nblocks):
     """Separable correlation: vertical taps ``u`` then horizontal taps ``v``.
 

@@ -150,7 +150,7 @@ def normalize_block(
                     row[x] = min(1.0, max(0.0, r))
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def normalize_scores(
     num, planes, img_mean, h, w, method, t_mean, t_var, t_sq, t_flat, noise, nbands
 ):
@@ -192,7 +192,7 @@ def value_stats(planes):
     return lo, hi, integral, mean
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def correlate_direct(planes, img_mean, tmpl, out):
     """``out[y, x] = sum_c sum_{u,v} (planes[c, y+u, x+v] - img_mean[c]) * tmpl[c, u, v]``.
 

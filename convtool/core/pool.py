@@ -49,7 +49,7 @@ _ONE = np.uint64(1)
 _TWO = np.uint64(2)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def max_2x2_s2(x, out, i0, i1, j0, j1, off):  # pragma: no cover - compiled
     """``out[i, j]`` for the box ``[i0, i1) x [j0, j1)``; window at ``x[2i-off, 2j-off]``."""
     for i in prange(i0, i1):
@@ -61,7 +61,7 @@ def max_2x2_s2(x, out, i0, i1, j0, j1, off):  # pragma: no cover - compiled
             o[np.uint64(j)] = max(max(r0[c], r0[c + _ONE]), max(r1[c], r1[c + _ONE]))
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def avg_2x2_s2(x, out, i0, i1, j0, j1, off):  # pragma: no cover - compiled
     quarter = np.float32(0.25)
     for i in prange(i0, i1):
@@ -73,7 +73,7 @@ def avg_2x2_s2(x, out, i0, i1, j0, j1, off):  # pragma: no cover - compiled
             o[np.uint64(j)] = ((r0[c] + r0[c + _ONE]) + (r1[c] + r1[c + _ONE])) * quarter
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def max_3x3_s2(x, out, i0, i1, j0, j1, off):  # pragma: no cover - compiled
     for i in prange(i0, i1):
         r0 = x[2 * i - off]
@@ -213,7 +213,7 @@ def _table_row(
             o[j] = o[j] / (nrows * ncols[j])
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def reduce_table(
     x, out, op, rowmap, colmap, fill, ncols, f, s, off, i0, i1, j0, j1, ja, jb
 ):  # pragma: no cover - compiled
@@ -273,7 +273,7 @@ def _separable_band(
                 o[j] = o[j] / (nrows * ncols[j])
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def reduce_table_separable(
     x, out, op, rowmap, colmap, fill, ncols, f, s, off, ja, jb, band
 ):  # pragma: no cover - compiled
@@ -304,7 +304,7 @@ def _sample(x, rowmap, colmap, fill, r, c):  # pragma: no cover - compiled
     return np.float64(x[ri, ci])
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def stochastic(x, out, u, rowmap, colmap, fill, f, s, evaluate):  # pragma: no cover - compiled
     """Stochastic pooling of non-negative ``x`` (maps as in :func:`reduce_table`).
 
@@ -347,7 +347,7 @@ def stochastic(x, out, u, rowmap, colmap, fill, f, s, evaluate):  # pragma: no c
             out[i, j] = pick
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def fractional_max(x, out, rows, cols, overlap):  # pragma: no cover - compiled
     """Max over regions ``[rows[i], rows[i+1])`` x ``[cols[j], cols[j+1])``.
 

@@ -1,0 +1,592 @@
+"""The operator registry: each node type's shape rule and its computation.
+
+An operator is an :class:`Op`: a ``plan`` function that the planner calls
+once per node, before anything runs, and a ``run`` function that the walker
+calls with the node's input arrays. :data:`OPS` maps a node's ``kind`` to its
+operator; adding one is one entry there (or one :func:`register` call from
+another module, as the ONNX import does).
+
+``plan(layer, ins) -> shape``
+    ``layer`` is the :class:`~convtool.network.graph.Layer` being planned
+    (``attrs`` holds the node's options, ``in_shapes`` its input shapes,
+    ``rf``/``jump`` the largest of its inputs'); ``ins`` are the input
+    layers. It returns the output shape, may set ``params``, ``buffers``,
+    ``macs``, ``rf``, ``jump``, ``detail``, ``source``, ``labels``,
+    ``work_bytes``, resolved ``attrs`` and ``arrays`` (or ``make_arrays``,
+    to build big arrays only when the node runs), and raises
+    :class:`~convtool.errors.UsageError` naming ``layer.where`` when the
+    node cannot work. It must not touch pixels.
+``run(layer, *inputs) -> array``
+    The node's output for its input arrays, of exactly the planned shape.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import UsageError
+from ..modes import pad_before_after
+from .graph import shape_text
+from .weights import load_arrays, load_weights, named_filters, random_weights
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .graph import Layer
+
+Shape = tuple[int, ...]
+PlanFn = Callable[["Layer", list["Layer"]], Shape]
+RunFn = Callable[..., np.ndarray]
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operator: its shape rule, its computation and how many inputs it takes.
+
+    Attributes
+    ----------
+    plan : callable ``(layer, ins) -> shape``
+    run : callable ``(layer, *inputs) -> numpy.ndarray``
+    arity : (min, max)
+        Number of inputs; max None for any number (``add``, ``concat``).
+    prepare : callable or None
+        Called once before a net that uses the operator runs (after the plan
+        and the memory check), e.g. to load compiled kernels.
+    """
+
+    plan: PlanFn
+    run: RunFn
+    arity: tuple[int, int | None] = (1, 1)
+    prepare: Callable[[], None] | None = None
+
+
+def register(
+    kind: str,
+    plan: PlanFn,
+    run: RunFn,
+    arity: tuple[int, int | None] = (1, 1),
+    prepare: Callable[[], None] | None = None,
+) -> None:
+    """Add (or replace) the operator for node type ``kind`` in :data:`OPS`.
+
+    Examples
+    --------
+    >>> register("double", same_shape, lambda layer, x: 2 * x)
+    >>> OPS["double"].run(None, np.ones(2, np.float32)).tolist()
+    [2.0, 2.0]
+    >>> del OPS["double"]
+    """
+    OPS[kind] = Op(plan, run, arity, prepare)
+
+
+def nbytes(shape: Shape) -> int:
+    """Bytes of a float32 array of ``shape``."""
+    return 4 * math.prod(shape)
+
+
+def spatial(layer: Layer, what: str = "input") -> tuple[int, int, int]:
+    """The first input's (C, H, W), or an error naming the layer when it is not a map."""
+    shape = layer.in_shape
+    if len(shape) != 3:
+        raise UsageError(
+            f"{layer.where}: needs a (C, H, W) map as {what}, got shape {shape} "
+            "(a flat vector: this layer must come before flatten/fc)"
+        )
+    return shape  # type: ignore[return-value]
+
+
+def same_shape(layer: Layer, ins: list[Layer]) -> Shape:
+    """Shape rule of element-wise operators: the output has the input's shape."""
+    return layer.in_shape
+
+
+# ------------------------------------------------------------------------ conv
+
+
+def _plan_conv(layer: Layer, ins: list[Layer]) -> Shape:
+    where = layer.where
+    o = layer.attrs
+    c, h, w = spatial(layer)
+    groups = c if o["groups"] == "depthwise" else o["groups"]
+    if c % groups:
+        raise UsageError(f"{where}: groups={groups} does not divide the {c} input channels")
+    cg = c // groups
+    bias_given: np.ndarray | None = None
+    weight: np.ndarray | None = None
+    if "weights" in o:
+        path = Path(o["weights"])
+        weight, bias_given = load_weights(path, where)
+        if weight.ndim == 3:
+            weight = weight[:, None]
+        if (
+            weight.ndim != 4
+            or weight.shape[1] != cg
+            or weight.shape[2] != weight.shape[3]
+            or weight.shape[0] % groups
+        ):
+            raise UsageError(
+                f"{where}: weights in {path.name} have shape {weight.shape}; expected "
+                f"(M, {cg}, K, K) for {c} input channels and groups={groups}, "
+                f"M a multiple of {groups}"
+            )
+        layer.labels = tuple(f"f{m}" for m in range(weight.shape[0]))
+        layer.source = path.name
+        m, k = weight.shape[0], weight.shape[2]
+    elif "random" in o:
+        m, k = o["random"], o["size"]
+        if m % groups:
+            raise UsageError(f"{where}: random:{m} filters do not split into groups={groups}")
+        layer.labels = tuple(f"r{i}" for i in range(m))
+        layer.source = f"random:{m} {o['init']}"
+    else:
+        stack, names = named_filters(o["filters"], where)
+        n, k, _ = stack.shape
+        weight = np.repeat(stack[:, None] / np.float32(cg), cg, axis=1)
+        weight = np.tile(weight, (groups, 1, 1, 1))
+        if groups > 1:
+            layer.labels = tuple(f"{name}@g{g}" for g in range(groups) for name in names)
+        else:
+            layer.labels = names
+        layer.source = "|".join(o["filters"])
+        m = weight.shape[0]
+    bias = _bias(where, o["bias"], bias_given, m, "filters")
+    s, d = o["stride"], o["dilation"]
+    pad = o["pad"]
+    span = d * (k - 1)
+    if isinstance(pad, int):
+        padding = (pad, pad, pad, pad)
+        pad_mode, pad_text = "constant", f"pad {pad}"
+    elif pad == "valid":
+        padding, pad_mode, pad_text = (0, 0, 0, 0), "constant", "valid"
+    else:
+        before, after = pad_before_after(k, d)
+        padding, pad_mode, pad_text = (before, after, before, after), pad, pad
+    oh = (h + padding[0] + padding[1] - span - 1) // s + 1
+    ow = (w + padding[2] + padding[3] - span - 1) // s + 1
+    if oh < 1 or ow < 1:
+        raise UsageError(
+            f"{where}: output would be {max(oh, 0)}x{max(ow, 0)}: the {h}x{w} input is smaller "
+            f"than the kernel's reach {span + 1} (size {k}, dilation {d}) with pad {pad_text}; "
+            "use padding, a smaller kernel or fewer pooling layers before it"
+        )
+    if pad_text == "constant":
+        pad_text = "zero" if o["pad_value"] == 0 else f"constant {o['pad_value']:g}"
+    layer.attrs.update(groups=groups, padding=padding, pad_mode=pad_mode)
+    layer.params = m * cg * k * k + (m if bias is not None else 0)
+    layer.macs = m * cg * k * k * oh * ow
+    in_size, out_size = c * h * w, m * oh * ow
+    layer.fc_params = in_size * out_size + out_size
+    layer.rf = layer.rf + span * layer.jump
+    layer.jump = layer.jump * s
+    extra = f" groups {groups}" if groups > 1 else ""
+    d_text = f" dilation {d}" if d > 1 else ""
+    layer.detail = f"{k}x{k}/{s} {pad_text}{d_text}{extra}"
+    # a padded copy of the input, one block of im2col patches (<= 32 MiB) and
+    # a second output-sized buffer for the per-channel path
+    padded = nbytes((c, h + padding[0] + padding[1], w + padding[2] + padding[3]))
+    patches = min(nbytes((cg * k * k, oh, ow)), (1 << 25) + nbytes((cg * k * k, ow)))
+    layer.work_bytes = (padded if any(padding) else 0) + patches + nbytes((m, oh, ow))
+
+    if weight is not None:
+        arrays = {"weight": np.ascontiguousarray(weight, dtype=np.float32)}
+        if bias is not None:
+            arrays["bias"] = bias
+        layer.arrays = arrays
+    else:
+        seed, init = o["seed"], o["init"]
+
+        def draw() -> dict[str, np.ndarray]:
+            arrays = {"weight": random_weights((m, cg, k, k), cg * k * k, m * k * k, init, seed)}
+            if bias is not None:
+                arrays["bias"] = bias
+            return arrays
+
+        layer.make_arrays = draw
+    return (m, oh, ow)
+
+
+def _bias(
+    where: str, bias_opt: Any, bias_given: np.ndarray | None, m: int, what: str
+) -> np.ndarray | None:
+    """A conv or fc bias: from the weight file, a list of values, one value for all, or none."""
+    if bias_given is not None:
+        if bias_opt is False:
+            return None
+        if bias_given.shape != (m,):
+            raise UsageError(f"{where}: bias has shape {bias_given.shape}; expected ({m},)")
+        return bias_given
+    if isinstance(bias_opt, tuple):
+        if len(bias_opt) != m:
+            raise UsageError(f"{where}: {len(bias_opt)} bias values for {m} {what}")
+        return np.asarray(bias_opt, dtype=np.float32)
+    if bias_opt is False:
+        return None
+    return np.full(m, 0.0 if bias_opt is True else bias_opt, dtype=np.float32)
+
+
+def _run_conv(layer: Layer, x: np.ndarray) -> np.ndarray:
+    from ..conv2d import conv2d
+
+    a = layer.attrs
+    return conv2d(
+        x,
+        layer.arrays["weight"],
+        layer.arrays.get("bias"),
+        stride=a["stride"],
+        dilation=a["dilation"],
+        groups=a["groups"],
+        padding=a["padding"],
+        pad_mode=a["pad_mode"],
+        pad_value=a["pad_value"],
+    )
+
+
+# ------------------------------------------------------------------------ pool
+
+
+def _plan_pool(layer: Layer, ins: list[Layer]) -> Shape:
+    from ..modes import pool_output_size
+
+    where = layer.where
+    o = layer.attrs
+    c, h, w = spatial(layer)
+    mode = o["mode"]
+    layer.work_bytes = nbytes((c, h, w))  # per-channel results before they are stacked
+    if mode == "fractional":
+        if "output_size" in o:
+            oh = ow = o["output_size"]
+            if oh >= min(h, w):
+                raise UsageError(
+                    f"{where}: output_size {oh} must be smaller than the {h}x{w} input"
+                )
+        else:
+            oh, ow = math.floor(h / o["ratio"]), math.floor(w / o["ratio"])
+        if oh < 1 or ow < 1:
+            raise UsageError(f"{where}: output would be {oh}x{ow} from a {h}x{w} input")
+        ratio = max(h / oh, w / ow)
+        layer.rf = layer.rf + (math.ceil(ratio) - 1) * layer.jump  # regions: ceil(ratio) px
+        layer.jump = layer.jump * ratio
+        layer.detail = f"fractional {h / oh:.3g}x"
+        return (c, oh, ow)
+    f, s = o["size"], o["stride"]
+    pad, padding = o["pad"], o["padding"]
+    try:
+        oh = pool_output_size(h, f, s, padding=padding, ceil=o["ceil"], axis="height")
+        ow = pool_output_size(w, f, s, padding=padding, ceil=o["ceil"], axis="width")
+    except UsageError:
+        extra = f" plus padding {2 * padding}" if padding else ""
+        raise UsageError(
+            f"{where}: output would be empty: the window {f} is larger than the {h}x{w} "
+            f"input{extra}; use a smaller size or fewer layers before it"
+        ) from None
+    pad_text = "" if padding == 0 else f" pad {padding} {'zero' if pad == 'constant' else pad}"
+    layer.rf = layer.rf + (f - 1) * layer.jump
+    layer.jump = layer.jump * s
+    layer.detail = f"{mode} {f}x{f}/{s}{pad_text}{' ceil' if o['ceil'] else ''}"
+    return (c, oh, ow)
+
+
+def _load_numba_pool() -> None:
+    # Pooling runs on Numba, so the process pays its start-up anyway; load it
+    # first so that convolutions take the compiled paths, not the numpy path
+    # convtool.filtering uses while Numba is not loaded.
+    import convtool.core.pool  # noqa: F401
+
+
+def _run_pool(layer: Layer, x: np.ndarray) -> np.ndarray:
+    from ..pooling import pool
+
+    o = dict(layer.attrs)
+    mode = o.pop("mode")
+    kwargs: dict[str, Any] = {}
+    if mode != "fractional":
+        kwargs.update(size=o.pop("size"), stride=o.pop("stride"), pad=o.pop("pad"))
+        kwargs["ceil"] = o.pop("ceil")
+    kwargs.update(o)
+    # channel planes of a (C, H, W) array are contiguous: pool them one by one
+    # (an (H, W, C) copy would cost more than the pooling); a seed gives every
+    # channel its own stream, as one call on an (H, W, C) image would not
+    if "seed" in kwargs and mode in ("stochastic", "fractional"):
+        hwc = np.ascontiguousarray(np.moveaxis(x, 0, -1)) if x.shape[0] > 1 else x[0]
+        out = np.asarray(pool(hwc, mode, **kwargs), dtype=np.float32)
+        out = out[None] if out.ndim == 2 else np.moveaxis(out, -1, 0)
+    else:
+        out = np.stack([np.asarray(pool(plane, mode, **kwargs), np.float32) for plane in x])
+    return np.ascontiguousarray(out)
+
+
+# ------------------------------------------------------------ element-wise
+
+
+def _plan_leaky_relu(layer: Layer, ins: list[Layer]) -> Shape:
+    layer.detail = f"alpha {layer.attrs['alpha']:g}"
+    return layer.in_shape
+
+
+def _relu(layer: Layer, x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, np.float32(0))
+
+
+def _leaky_relu(layer: Layer, x: np.ndarray) -> np.ndarray:
+    alpha = np.float32(layer.attrs["alpha"])
+    return np.where(x >= 0, x, alpha * x).astype(np.float32)
+
+
+def _tanh(layer: Layer, x: np.ndarray) -> np.ndarray:
+    return np.tanh(x)
+
+
+def _sigmoid(layer: Layer, x: np.ndarray) -> np.ndarray:
+    return (np.float32(0.5) * (np.tanh(np.float32(0.5) * x) + np.float32(1))).astype(np.float32)
+
+
+def _abs(layer: Layer, x: np.ndarray) -> np.ndarray:
+    return np.abs(x)
+
+
+def _plan_norm(layer: Layer, ins: list[Layer]) -> Shape:
+    spatial(layer)
+    layer.work_bytes = 2 * nbytes(layer.in_shape)  # float64 differences
+    return layer.in_shape
+
+
+def _norm(layer: Layer, x: np.ndarray) -> np.ndarray:
+    mean = x.mean(axis=(1, 2), keepdims=True, dtype=np.float64)
+    std = x.std(axis=(1, 2), keepdims=True, dtype=np.float64)
+    return ((x - mean) / (std + layer.attrs["eps"])).astype(np.float32)
+
+
+# ----------------------------------------------------------------- joins
+
+
+def _plan_add(layer: Layer, ins: list[Layer]) -> Shape:
+    first = ins[0]
+    for other in ins[1:]:
+        if other.out_shape != first.out_shape:
+            raise UsageError(
+                f"{layer.where}: inputs {first.name!r} ({shape_text(first.out_shape)}) and "
+                f"{other.name!r} ({shape_text(other.out_shape)}) have different shapes; "
+                "add needs equal shapes"
+            )
+    return first.out_shape
+
+
+def _add(layer: Layer, *xs: np.ndarray) -> np.ndarray:
+    out = xs[0] + xs[1]
+    for x in xs[2:]:
+        out += x
+    return out
+
+
+def _plan_concat(layer: Layer, ins: list[Layer]) -> Shape:
+    first = ins[0]
+    for other in ins[1:]:
+        a, b = first.out_shape, other.out_shape
+        if len(a) != len(b) or a[1:] != b[1:]:
+            what = "the same H x W" if len(a) == 3 else "the same rank"
+            raise UsageError(
+                f"{layer.where}: inputs {first.name!r} ({shape_text(a)}) and "
+                f"{other.name!r} ({shape_text(b)}) do not fit together; concat joins "
+                f"channels and needs {what}"
+            )
+    if len(first.out_shape) == 3:
+        layer.labels = tuple(f"{x.name}:{label}" for x in ins for label in _channel_labels(x))
+    layer.work_bytes = 0
+    return (sum(x.out_shape[0] for x in ins), *first.out_shape[1:])
+
+
+def _channel_labels(layer: Layer) -> tuple[str, ...]:
+    if layer.labels and len(layer.labels) == layer.out_shape[0]:
+        return layer.labels
+    return tuple(f"c{i}" for i in range(layer.out_shape[0]))
+
+
+def _concat(layer: Layer, *xs: np.ndarray) -> np.ndarray:
+    return np.concatenate(xs, axis=0)
+
+
+# ------------------------------------------------------------ normalisation
+
+_BN_KEYS = ("weight", "bias", "running_mean", "running_var")
+
+
+def _plan_batchnorm(layer: Layer, ins: list[Layer]) -> Shape:
+    where, o = layer.where, layer.attrs
+    c = layer.in_shape[0]
+    if "weights" in o:
+        path = Path(o["weights"])
+        arrays = load_arrays(path, where)
+        missing = [k for k in _BN_KEYS if k not in arrays]
+        if missing:
+            raise UsageError(
+                f"{where}: {path.name} must hold {', '.join(_BN_KEYS)} (PyTorch's BatchNorm2d "
+                f"names); missing {', '.join(missing)}"
+            )
+        for key in _BN_KEYS:
+            if arrays[key].shape != (c,):
+                raise UsageError(
+                    f"{where}: {key} in {path.name} has shape {arrays[key].shape}; expected "
+                    f"({c},) for {c} input channels"
+                )
+        if (arrays["running_var"] < 0).any():
+            raise UsageError(f"{where}: running_var in {path.name} has negative values")
+        stats = {k: arrays[k] for k in _BN_KEYS}
+        layer.source = path.name
+    else:  # a fresh PyTorch BatchNorm2d: scale 1, shift 0, mean 0, variance 1
+        ones, zeros = np.ones(c, np.float32), np.zeros(c, np.float32)
+        stats = {"weight": ones, "bias": zeros, "running_mean": zeros, "running_var": ones}
+    layer.arrays = stats
+    layer.params, layer.buffers = 2 * c, 2 * c
+    layer.detail = f"eps {o['eps']:g}"
+    return layer.in_shape
+
+
+def _batchnorm(layer: Layer, x: np.ndarray) -> np.ndarray:
+    a = layer.arrays
+    var = a["running_var"].astype(np.float64) + layer.attrs["eps"]
+    scale = (a["weight"] / np.sqrt(var)).astype(np.float32)
+    shift = (a["bias"] - a["running_mean"] * scale).astype(np.float32)
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    return x * scale.reshape(shape) + shift.reshape(shape)
+
+
+# ---------------------------------------------------------- the classifier end
+
+
+def _whole_input(layer: Layer) -> None:
+    """Receptive field of an output that sees every position of a (C, H, W) input."""
+    if len(layer.in_shape) == 3 and layer.jump is not None:
+        side = max(layer.in_shape[1:])
+        layer.rf = layer.rf + (side - 1) * layer.jump
+        layer.jump = layer.jump * side
+
+
+def _plan_global_pool(layer: Layer, ins: list[Layer]) -> Shape:
+    c, h, w = spatial(layer)
+    _whole_input(layer)
+    layer.detail = f"{layer.attrs['mode']} {h}x{w}"
+    return (c, 1, 1)
+
+
+def _global_pool(layer: Layer, x: np.ndarray) -> np.ndarray:
+    if layer.attrs["mode"] == "max":
+        return x.max(axis=(1, 2), keepdims=True)
+    return x.mean(axis=(1, 2), keepdims=True, dtype=np.float64).astype(np.float32)
+
+
+def _plan_flatten(layer: Layer, ins: list[Layer]) -> Shape:
+    _whole_input(layer)
+    layer.jump = None
+    layer.work_bytes = 0
+    return (math.prod(layer.in_shape),)
+
+
+def _flatten(layer: Layer, x: np.ndarray) -> np.ndarray:
+    return x.reshape(-1)
+
+
+def _plan_fc(layer: Layer, ins: list[Layer]) -> Shape:
+    where, o = layer.where, layer.attrs
+    if len(layer.in_shape) != 1:
+        raise UsageError(
+            f"{where}: needs a flat vector, got a {shape_text(layer.in_shape)} map; "
+            "put a flatten layer (or global_pool, then flatten) before it"
+        )
+    (n,) = layer.in_shape
+    weight: np.ndarray | None = None
+    bias_given: np.ndarray | None = None
+    if "weights" in o:
+        path = Path(o["weights"])
+        weight, bias_given = load_weights(path, where)
+        if weight.ndim != 2 or weight.shape[1] != n:
+            raise UsageError(
+                f"{where}: weight in {path.name} has shape {weight.shape}; expected "
+                f"(out, {n}) for {n} inputs (PyTorch Linear layout)"
+            )
+        units = weight.shape[0]
+        layer.source = path.name
+    else:
+        units = o["units"]
+        layer.source = f"random {o['init']}"
+    bias = _bias(where, o["bias"], bias_given, units, "units")
+    layer.params = units * n + (units if bias is not None else 0)
+    layer.macs = units * n
+    layer.detail = f"{n} -> {units}"
+    _whole_input(layer)
+    layer.jump = None
+    if weight is not None:
+        layer.arrays = {"weight": weight} | ({} if bias is None else {"bias": bias})
+    else:
+        seed, init = o["seed"], o["init"]
+
+        def draw() -> dict[str, np.ndarray]:
+            w = random_weights((units, n), n, units, init, seed)
+            return {"weight": w} | ({} if bias is None else {"bias": bias})
+
+        layer.make_arrays = draw
+    return (units,)
+
+
+def _fc(layer: Layer, x: np.ndarray) -> np.ndarray:
+    out = layer.arrays["weight"] @ x
+    if "bias" in layer.arrays:
+        out += layer.arrays["bias"]
+    return out
+
+
+def _softmax(layer: Layer, x: np.ndarray) -> np.ndarray:
+    """Softmax over axis 0: the classes of a vector, the channels of a map (dim=1 in NCHW)."""
+    e = np.exp(x - x.max(axis=0, keepdims=True))
+    return e / e.sum(axis=0, keepdims=True)
+
+
+def _plan_dropout(layer: Layer, ins: list[Layer]) -> Shape:
+    layer.detail = f"p {layer.attrs['p']:g}, identity at inference"
+    layer.work_bytes = 0
+    return layer.in_shape
+
+
+def _identity(layer: Layer, x: np.ndarray) -> np.ndarray:
+    return x
+
+
+def _plan_clip(layer: Layer, ins: list[Layer]) -> Shape:
+    layer.detail = f"{layer.attrs['min']:g}..{layer.attrs['max']:g}"
+    return layer.in_shape
+
+
+def _clip(layer: Layer, x: np.ndarray) -> np.ndarray:
+    return np.clip(x, np.float32(layer.attrs["min"]), np.float32(layer.attrs["max"]))
+
+
+def _relu6(layer: Layer, x: np.ndarray) -> np.ndarray:
+    return np.clip(x, np.float32(0), np.float32(6))
+
+
+# -------------------------------------------------------------------- registry
+
+#: Node type -> operator. The TOML layer types; the ONNX import registers its own.
+OPS: dict[str, Op] = {
+    "conv": Op(_plan_conv, _run_conv),
+    "pool": Op(_plan_pool, _run_pool, prepare=_load_numba_pool),
+    "relu": Op(same_shape, _relu),
+    "leaky_relu": Op(_plan_leaky_relu, _leaky_relu),
+    "tanh": Op(same_shape, _tanh),
+    "sigmoid": Op(same_shape, _sigmoid),
+    "abs": Op(same_shape, _abs),
+    "norm": Op(_plan_norm, _norm),
+    "add": Op(_plan_add, _add, arity=(2, None)),
+    "concat": Op(_plan_concat, _concat, arity=(2, None)),
+    "batchnorm": Op(_plan_batchnorm, _batchnorm),
+    "global_pool": Op(_plan_global_pool, _global_pool),
+    "flatten": Op(_plan_flatten, _flatten),
+    "fc": Op(_plan_fc, _fc),
+    "softmax": Op(same_shape, _softmax),
+    "dropout": Op(_plan_dropout, _identity),
+    "clip": Op(_plan_clip, _clip),
+    "relu6": Op(same_shape, _relu6),
+}
