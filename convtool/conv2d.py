@@ -147,14 +147,39 @@ WINOGRAD_BLOCK_TILES = 192
 METHODS = ("auto", "bank", "gemm", "matmul", "winograd")
 
 
-def _winograd_pays(c: int, m: int, oh: int, ow: int) -> bool:
-    """Whether Winograd F(4x4, 3x3) beats im2col + BLAS for this layer (measured).
+def _winograd_blocks(th: int, tw: int, m: int, threads: int) -> tuple[int, int]:
+    """(tile rows per block, output-channel parts) for a th x tw grid of 4x4 tiles.
 
-    It needs enough 4x4 tiles for its transforms to pay off and enough channels
-    for the 36 products to be worth batching.
+    Blocks of about WINOGRAD_BLOCK_TILES tiles (long vector loops in the
+    products); when that leaves fewer than two work items per thread the
+    blocks are halved down to about 48 tiles, and the output channels are
+    split as well.
     """
-    tiles = -(-oh // 4) * -(-ow // 4)
-    return tiles >= 64 and c >= 8 and m >= 8
+    rows = max(1, min(th, -(-WINOGRAD_BLOCK_TILES // tw)))
+    while -(-th // rows) < 2 * threads and rows * tw >= 96:
+        rows = -(-rows // 2)
+    blocks = -(-th // rows)
+    m_parts = max(1, min(-(-2 * threads // blocks), m // 16))
+    return rows, m_parts
+
+
+def _winograd_pays(c: int, m: int, oh: int, ow: int) -> bool:
+    """Whether Winograd F(4x4, 3x3) beats the im2col product for this layer.
+
+    Per (output, input) channel pair its products cost 36 multiply-adds per
+    vector lane (tiles padded to whole vectors in each block) plus the weight
+    transform, measured at about 1000 multiply-adds' worth; im2col costs 9 per
+    output pixel. Winograd needs a third less, and enough channels for the
+    transforms to pay off (measured: benchmarks/bench_network.py). So 3x3
+    layers on 28x28 maps and larger take it, 14x14 and smaller do not.
+    """
+    if c < 8 or m < 8:
+        return False
+    th, tw = -(-oh // 4), -(-ow // 4)
+    rows, _ = _winograd_blocks(th, tw, m, _threads())
+    blocks = -(-th // rows)
+    lanes = blocks * (-(-rows * tw // 16) * 16)
+    return 36 * lanes + 1000 <= 0.67 * 9 * oh * ow
 
 
 def _conv_winograd(
@@ -199,15 +224,16 @@ def _conv_winograd(
     # Tile rows per unit of work: about WINOGRAD_BLOCK_TILES tiles (long vector loops in
     # the products), but at least two units per thread when the map allows it.
     threads = _threads()
-    rows = -(-WINOGRAD_BLOCK_TILES // tw)
-    rows = max(1, min(rows, -(-th // (2 * threads))))
+    rows, m_parts = _winograd_blocks(th, tw, m // groups, threads)
+    items = -(-th // rows) * m_parts
     cg, mg = c // groups, m // groups
     for g in range(groups):
-        args = (
-            frame[g * cg : (g + 1) * cg], weight_transform(w[g * mg : (g + 1) * mg]),
-            b[g * mg : (g + 1) * mg], out[g * mg : (g + 1) * mg], rows,
-        )  # fmt: skip
-        _spread(winograd_f43, args, -(-th // rows), threads)
+        wg = np.ascontiguousarray(w[g * mg : (g + 1) * mg])
+        u = np.empty((36, mg, cg), np.float32)
+        _spread(weight_transform, (wg, u), mg, threads)
+        args = (frame[g * cg : (g + 1) * cg], u, b[g * mg : (g + 1) * mg],
+                out[g * mg : (g + 1) * mg], rows, m_parts)  # fmt: skip
+        _spread(winograd_f43, args, items, threads)
     if (4 * th, 4 * tw) != (oh, ow):
         out = np.ascontiguousarray(out[:, :oh, :ow])
     return out

@@ -237,14 +237,19 @@ def _output_tiles(ym, om, bm, ty0, ty1, tw):
 
 
 @njit(cache=True, nogil=True)
-def winograd_f43(x, u, bias, out, rows_per_block, b0, b1):
+def winograd_f43(x, u, bias, out, rows_per_block, m_parts, i0, i1):
     """out[m] = bias[m] + sum_c correlate_valid(x[c], g[m, c]) for 3x3 g, via U = G g G^T.
 
-    Computes the blocks ``b0 <= blk < b1`` of ``rows_per_block`` tile rows each.
     ``x``: (C, Hp, Wp) float32 with ``Hp >= 4*th + 2``, ``Wp >= 4*tw + 2``
     where ``th, tw`` are ``out``'s height and width over 4 (``out`` is
     (M, 4*th, 4*tw)); ``u``: (36, M, C) transformed weights; ``bias``: (M,).
-    Serial and free of the GIL: the caller runs block ranges on its threads.
+
+    Work item ``i`` (``i0 <= i < i1``) is block ``i // m_parts`` of
+    ``rows_per_block`` tile rows times part ``i % m_parts`` of the output
+    channels (small maps have few blocks: splitting the channels too keeps every
+    thread busy; each part transforms its block's input again, which is cheap
+    next to the products). Serial and free of the GIL: the caller runs item
+    ranges on its threads.
     """
     nc = x.shape[0]
     nm = u.shape[1]
@@ -252,39 +257,27 @@ def winograd_f43(x, u, bias, out, rows_per_block, b0, b1):
     tw = out.shape[2] // 4
     rows = rows_per_block
     ntp = (rows * tw + 15) // 16 * 16  # whole vectors: no scalar remainder in the products
+    part = ((nm + m_parts - 1) // m_parts + 3) // 4 * 4
     v = np.zeros((nc, 36, ntp), dtype=np.float32)
     y = np.empty((M_BLOCK, 36, ntp), dtype=np.float32)
-    for blk in range(b0, b1):
+    done = -1
+    for i in range(i0, i1):
+        blk = i // m_parts
         ty0 = blk * rows
         ty1 = min(th, ty0 + rows)
-        for c in range(nc):
-            _input_tiles(x[c], v[c], ty0, ty1, tw)
-        for m0 in range(0, nm, M_BLOCK):
-            mb = min(M_BLOCK, nm - m0)
+        if blk != done:
+            for c in range(nc):
+                _input_tiles(x[c], v[c], ty0, ty1, tw)
+            done = blk
+        m_end = min(nm, (i % m_parts + 1) * part)
+        for m0 in range((i % m_parts) * part, m_end, M_BLOCK):
+            mb = min(M_BLOCK, m_end - m0)
             _products(u, v, y, m0, mb)
             for mi in range(mb):
                 _output_tiles(y[mi], out[m0 + mi], bias[m0 + mi], ty0, ty1, tw)
 
 
-def weight_transform(w: np.ndarray) -> np.ndarray:
-    """U = G g G^T for (M, C, 3, 3) weights, as a (36, M, C) float32 array.
-
-    With ``K = kron(G, G)`` (36 x 9), ``U[6a + b] = sum_k K[6a + b, k] * g_k``
-    over the nine taps ``g_k`` (each an (M, C) plane): plain numpy
-    multiply-adds, no BLAS call (BLAS threads busy-waiting after a call would
-    compete with Numba's threads for the cores in the convolution that follows).
-    """
-    m, c = w.shape[:2]
-    taps = np.ascontiguousarray(np.asarray(w, dtype=np.float32).reshape(m * c, 9).T)
-    u = np.zeros((36, m * c), np.float32)
-    for p in range(36):
-        row = u[p]
-        for k in range(9):
-            if _KRON_G[p, k] != 0.0:
-                row += _KRON_G[p, k] * taps[k]
-    return u.reshape(36, m, c)
-
-
+#: G of F(4x4, 3x3) (interpolation points 0, +-1, +-2, infinity).
 _G = np.array(
     [
         [1 / 4, 0, 0],
@@ -293,6 +286,39 @@ _G = np.array(
         [1 / 24, 1 / 12, 1 / 6],
         [1 / 24, -1 / 12, 1 / 6],
         [0, 0, 1],
-    ]
+    ],
+    dtype=np.float32,
 )
-_KRON_G = np.kron(_G, _G).astype(np.float32)
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def weight_transform(w, u, m0, m1):
+    """u[:, m, c] = G w[m, c] G^T (the 36 values of a 6x6) for m0 <= m < m1.
+
+    ``w``: (M, C, 3, 3) float32, ``u``: (36, M, C). Per output channel, all
+    input channels at once: ``t = G g`` into a (6, 3, C) buffer, then each of
+    the 36 rows of ``u[:, m]`` as one vector loop over the channels.
+    """
+    nc = w.shape[1]
+    t = np.empty((6, 3, nc), dtype=np.float32)
+    for m in range(m0, m1):
+        wm = w[m]
+        for a in range(6):
+            g0 = _G[a, 0]
+            g1 = _G[a, 1]
+            g2 = _G[a, 2]
+            for j in range(3):
+                row = t[a, j]
+                for c in range(nc):
+                    row[c] = g0 * wm[c, 0, j] + g1 * wm[c, 1, j] + g2 * wm[c, 2, j]
+        for a in range(6):
+            r0 = t[a, 0]
+            r1 = t[a, 1]
+            r2 = t[a, 2]
+            for b in range(6):
+                g0 = _G[b, 0]
+                g1 = _G[b, 1]
+                g2 = _G[b, 2]
+                row = u[6 * a + b, m]
+                for c in range(nc):
+                    row[c] = g0 * r0[c] + g1 * r1[c] + g2 * r2[c]
