@@ -38,19 +38,45 @@ def conv2d(
         One value for both axes, or (rows, columns) as PyTorch and ONNX take them.
     groups : int
     padding : int or (top, bottom, left, right)
-    pad_mode : canonical pad mode for the padding (``constant`` uses ``pad_value``)
-    method : ``auto``, ``bank`` or ``matmul`` (see Notes)
+    pad_mode : str
+        Pad mode of the padding (any name :func:`convtool.modes.normalize_pad`
+        accepts; ``constant`` fills with ``pad_value``).
+    pad_value : float
+    method : ``auto``, ``winograd``, ``gemm``, ``bank`` or ``matmul`` (see Notes)
 
     Returns
     -------
     numpy.ndarray
         float32 (M, H', W').
 
+    Raises
+    ------
+    UsageError
+        Shapes that do not fit, a stride, dilation or groups below 1, negative
+        padding, an output smaller than 1x1, ``winograd`` for a kernel other
+        than 3x3 stride 1 dilation 1.
+
     Notes
     -----
-    Cross-correlation, as CNN layers compute it, on the padded input. Two
-    ways, same numbers within float32 round-off:
+    Cross-correlation, as CNN layers compute it, on the padded input. Four
+    ways, the same numbers within float32 round-off (the tests hold each to
+    1e-4 of the largest value of a float64 reference):
 
+    ``winograd``
+        3x3, stride 1, dilation 1 only: Winograd's F(4x4, 3x3) (Lavin and
+        Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016)
+        computes each 4x4 block of output from the 6x6 input patch under it
+        with 36 multiplies per (output, input) channel pair instead of 144,
+        as 36 small matrix products fused with the input and output
+        transforms in blocks of tiles that stay in cache
+        (:mod:`convtool.core.conv_winograd`). A NaN or infinity in the input
+        spreads over the whole 4x4 tile it falls in.
+    ``gemm``
+        im2col: the (C/groups * KH * KW, pixels) patch matrix, built in blocks
+        of output rows of at most ~32 MB (a 1x1 stride-1 layer uses the input
+        itself), times the (M/groups, C/groups * KH * KW) weight matrix, by
+        Numba kernels (:mod:`convtool.core.conv_gemm`). Any kernel, stride
+        and dilation.
     ``bank``
         :func:`convtool.filtering.convolve` (``pad="valid"``,
         ``correlate=True``, ``combine="stack"``) filters each input channel
@@ -59,14 +85,17 @@ def conv2d(
         loops itself, so it wins for one channel per group (first layers,
         depthwise) and for large kernels.
     ``matmul``
-        im2col in row blocks of at most ~32 MB: the (C/groups * K * K, rows *
-        W') patch matrix times the (M/groups, C/groups * K * K) weight matrix,
-        one BLAS product per block. It wins for small kernels.
+        The im2col product with numpy's matmul (BLAS); kept as a reference
+        path, ``auto`` does not take it.
 
-    ``auto`` takes ``bank`` for a kernel side >= 9 or at most 24 (output, input)
-    channel pairs per group (equal strides), else ``matmul``. Measured on 512x512 inputs
-    (benchmarks/bench_visualize.py): LeNet's C1 (3 -> 6 channels, 5x5) 49 ms
-    bank vs 96 ms matmul; C3 (6 -> 16) 122 ms bank vs 35 ms matmul.
+    ``auto`` takes ``winograd`` for 3x3 stride-1 layers with at least 8 input
+    and output channels per group where its products cost at most two thirds
+    of im2col's (maps of about 28x28 and larger), else ``bank`` for a kernel
+    side >= 9 or at most 24 (output, input) channel pairs per group (equal
+    strides), else ``gemm``. The ``winograd`` and ``gemm`` kernels are serial,
+    release the GIL and are spread over ``numba.get_num_threads()`` Python
+    threads (``--threads``), so they compile quickly and never compete with
+    a BLAS thread pool for the cores.
 
     Examples
     --------
@@ -145,6 +174,22 @@ WINOGRAD_BLOCK_TILES = 192
 
 #: The algorithms ``method`` accepts.
 METHODS = ("auto", "bank", "gemm", "matmul", "winograd")
+
+
+def warmup() -> None:
+    """Compile (or load from the cache) the Numba kernels of the fast paths.
+
+    One float32 signature each: the Winograd kernel and its weight
+    transform, the im2col gather and the product.
+
+    Examples
+    --------
+    >>> warmup()
+    """
+    x = np.zeros((8, 10, 10), np.float32)
+    w = np.zeros((8, 8, 3, 3), np.float32)
+    conv2d(x, w, method="winograd")
+    conv2d(x, w, method="gemm")
 
 
 def _winograd_blocks(th: int, tw: int, m: int, threads: int) -> tuple[int, int]:
