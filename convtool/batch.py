@@ -601,6 +601,11 @@ def image_batch(
         from .cluster import connect
 
         client = connect(address)
+    worker_threads: dict[str, int] = {}
+    if client is not None:
+        from .cluster import threads_by_worker
+
+        worker_threads = threads_by_worker(client)
 
     def encode(image, result, alpha, kind):
         """The output file's bytes and the --json record (locally and on a worker)."""
@@ -654,6 +659,7 @@ def image_batch(
                 gray,
                 compute,
                 functools.partial(encode, kind=kind),
+                worker_threads,
                 pure=False,
             )
             data, record = future.result()
@@ -675,6 +681,10 @@ def image_batch(
         from .streaming import STREAM_OUTPUTS, Bands, compute_whole, progress_bar, write_lazy
 
         threads = os.cpu_count() or 1
+        if "numba" in sys.modules:  # --threads, when given, caps the local pool too
+            import numba
+
+            threads = numba.get_num_threads()
         bands = Bands(image.source, image.window, client=client, threads=threads)
         if kind in STREAM_OUTPUTS and is_dask(result):
             bar = progress_bar(f"{command} {job.input}", not quiet and len(plan) == 1)

@@ -96,6 +96,43 @@ def cluster_threads(client: Any) -> int:
         return 1
 
 
+def threads_by_worker(client: Any) -> dict[str, int]:
+    """Numba threads per task on each worker: its machine's cores / worker threads there.
+
+    Two workers of one thread each on a 2-core machine get one Numba thread
+    per task, so workers x threads never exceeds the cores.
+    """
+    try:
+        workers = client.scheduler_info()["workers"]
+        cpus = client.run(os.cpu_count)
+    except Exception:  # noqa: BLE001 - fall back to one thread per task
+        return {}
+    per_host: dict[str, int] = {}
+    for info in workers.values():
+        per_host[info["host"]] = per_host.get(info["host"], 0) + int(info.get("nthreads", 1))
+    return {
+        addr: max(1, int(cpus.get(addr) or 1) // max(1, per_host[info["host"]]))
+        for addr, info in workers.items()
+    }
+
+
+def _limit_threads(threads: dict[str, int]) -> None:
+    """On a worker: cap Numba's threads for this task (if Numba is loaded)."""
+    import sys
+
+    if "numba" not in sys.modules:
+        return
+    try:
+        from distributed import get_worker
+
+        n = threads.get(get_worker().address, 1)
+    except (ImportError, ValueError):
+        n = 1
+    import numba
+
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+
+
 def read_bytes(path: str) -> bytes:
     """The input's bytes, read here (the worker may not see this file system)."""
     if path == "-":
@@ -117,7 +154,9 @@ def read_bytes(path: str) -> bytes:
         raise InputError(f"{path}: cannot read it ({exc.strerror or exc})") from None
 
 
-def remote_item(data: bytes, name: str, gray: bool, compute: Any, encode: Any) -> tuple:
+def remote_item(
+    data: bytes, name: str, gray: bool, compute: Any, encode: Any, threads: dict | None = None
+) -> tuple:
     """On a worker: decode ``data``, ``compute`` it, ``encode`` it; return (bytes, record).
 
     The bytes are decoded from a temporary file named like the input, and
@@ -136,5 +175,6 @@ def remote_item(data: bytes, name: str, gray: bool, compute: Any, encode: Any) -
             exc.args = (str(exc).replace(path, name),)
             raise
     image.name = name
+    _limit_threads(threads or {})
     result, alpha = compute(image)
     return encode(image, result, alpha)

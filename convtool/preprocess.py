@@ -127,13 +127,15 @@ def _resize_axis(x: np.ndarray, n_out: int, axis: int) -> np.ndarray:
     n_in = x.shape[axis]
     if n_in == n_out:
         return x
+    if axis != 0:  # gather whole contiguous rows: on a moved-axis view each tap is a slow gather
+        y = _resize_axis(np.ascontiguousarray(np.moveaxis(x, axis, 0)), n_out, 0)
+        return np.moveaxis(y, 0, axis)
     index, weight = _bilinear_taps(n_in, n_out)
-    x = np.moveaxis(x, axis, 0)
     out = np.zeros((n_out,) + x.shape[1:], dtype=np.float32)
     extra = (slice(None),) + (None,) * (x.ndim - 1)
     for k in range(index.shape[1]):  # one tap at a time: (n_out, ...) temporaries only
         out += weight[:, k][extra] * x[index[:, k]]
-    return np.moveaxis(out, 0, axis)
+    return out
 
 
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -156,8 +158,9 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     x = np.asarray(image, dtype=np.float32)
     if x.ndim not in (2, 3):
         raise UsageError(f"an image must be (H, W) or (H, W, C), got shape {x.shape}")
-    # reduce the axis that shrinks most first: the second pass then runs on less
-    order = sorted(((0, h), (1, w)), key=lambda a: a[1] / x.shape[a[0]])
+    # rows first unless they grow: that pass gathers contiguous rows of the full
+    # image without a transposed copy, and the column pass then runs on less
+    order = ((0, h), (1, w)) if h <= x.shape[0] else ((1, w), (0, h))
     for axis, n in order:
         x = _resize_axis(x, n, axis)
     return np.ascontiguousarray(x)

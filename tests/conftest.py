@@ -35,3 +35,8 @@ def camera() -> np.ndarray:
 def astronaut() -> np.ndarray:
     """512x512x3 RGB astronaut, float32 0..255."""
     return load_sample("astronaut.png")
+
+
+# tests/data/make_onnx_fixtures.py exports the ONNX fixtures with torch, run by
+# hand; torch is not a test dependency, so the doctest collector must not import it
+collect_ignore = ["data/make_onnx_fixtures.py"]

@@ -265,7 +265,7 @@ def test_until_stops_at_a_node():
 
 def test_tiny_cnn_sample_on_a_real_image(astronaut):
     model = onnx.load(str(TINY))
-    image = astronaut[::4, ::4].copy()  # 128x128x3, 0..255 as the API takes it
+    image = astronaut[::4, ::4] / np.float32(255)  # 128x128x3 in 0..1, as visualize feeds it
     worst, compared = parity(model, image, str(TINY))
     assert compared == len(model.graph.node) and worst <= 1e-4
     kinds = {node.op_type for node in model.graph.node}
@@ -386,3 +386,14 @@ def test_unsupported_operator_names_node_and_lists_the_supported():
     with pytest.raises(UsageError, match="node gelu_part: operator Erf is not supported; "
                        "supported: .*Conv.*MaxPool"):  # fmt: skip
         load_onnx(_model([node], {}, [1, 1, 4, 4]))
+
+
+def test_weights_of_the_wrong_shape_name_the_node():
+    node = helper.make_node("Conv", ["x", "w"], ["out"], name="c1", pads=[1, 1, 1, 1])
+    model = _model([node], {"w": _w(4, 2, 3, 3)}, [1, 3, 8, 8])
+    with pytest.raises(UsageError, match=r"'c1' \(Conv\): weight \(4, 2, 3, 3\) does not fit 3"):
+        plan(load_onnx(model))
+    flat = helper.make_node("Flatten", ["x"], ["f"])
+    fc = helper.make_node("Gemm", ["f", "w"], ["out"], name="fc", transB=1)
+    with pytest.raises(UsageError, match=r"fc.* \(Gemm\): .*(takes 5 inputs, got 6|mismatch)"):
+        plan(load_onnx(_model([flat, fc], {"w": _w(4, 5)}, [1, 6, 1, 1])))

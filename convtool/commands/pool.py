@@ -245,6 +245,8 @@ def run_pool(
         stacked = np.dstack([data, alpha])
         out = pooling.pool(stacked, seed=seed, **kwargs)
         colour = out[..., 0] if data.ndim == 2 else out[..., :-1]
+        if type(colour).__module__.startswith("dask"):  # streamed: stays lazy
+            return colour, out[..., -1]
         return np.ascontiguousarray(colour), out[..., -1]
 
     return image_batch(

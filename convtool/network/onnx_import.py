@@ -104,7 +104,7 @@ def call(node: OnnxNode, inputs: list, opset: int) -> list[np.ndarray]:
         raise UsageError(unsupported(node.op_type, node.name))
     try:
         outs = fn(inputs, node.attrs, opset, len(node.outputs))
-    except UsageError as exc:
+    except (UsageError, ValueError) as exc:  # numpy's shape errors: the model's inputs do not fit
         raise UsageError(f"node {node.name} ({node.op_type}): {exc}") from None
     return outs
 
@@ -399,7 +399,7 @@ def read_onnx(
     known = _infer_shapes(onnx, model, image.name, shape, constants, protos)
     for n in nodes:
         n.shapes = [known.get(v) for v in n.outputs]
-    return OnnxGraph(
+    g = OnnxGraph(
         path=path,
         opset=opset,
         input_name=image.name,
@@ -409,6 +409,15 @@ def read_onnx(
         outputs=tuple(o.name for o in graph.output),
         folded=folded,
     )
+    if any(s is None for n in nodes for s in n.shapes):
+        # onnx's inference left a gap (or refused a bad graph): run the nodes
+        # on zeros once; an operator that cannot work says so, naming its node
+        try:
+            for n, outs in g.run(np.zeros(shape, np.float32)):
+                n.shapes = [np.shape(o) for o in outs] + [None] * (len(n.outputs) - len(outs))
+        except UsageError as exc:
+            raise UsageError(f"{path}: {exc}") from None
+    return g
 
 
 def _infer_shapes(
@@ -660,6 +669,17 @@ def load_onnx(
         The onnx package is missing, the file is not an ONNX model, its opset
         is older than 11, a node uses an operator outside the supported list,
         ``until`` names no node.
+
+    Examples
+    --------
+    >>> from onnx import TensorProto, helper
+    >>> x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "H", "W"])
+    >>> y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    >>> nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Relu", ["x"], ["y"])]
+    >>> model = helper.make_model(helper.make_graph(nodes, "m", [x], [y]))
+    >>> net = load_onnx(model, input_size="4x5")  # dynamic H, W: a size is needed
+    >>> [(node.kind, node.name) for node in net.layers], net.input_shape
+    ([('Relu', 'y')], (3, 4, 5))
     """
     opened = open_model(source)
     _, path, _, image = opened
@@ -724,10 +744,16 @@ def _arith_conv(layer: Any, info: OnnxInfo) -> None:
         layer.detail = "weights computed from the image"
         return
     m, cg, *kernel = w.shape
+    group = int(info.attrs.get("group", 1))
+    c = info.in_shapes[0][1] if info.in_shapes and len(info.in_shapes[0]) > 1 else None
+    if c is not None and (cg * group != c or m % group):
+        raise UsageError(
+            f"{layer.where}: weight {tuple(w.shape)} does not fit {c} input channels in "
+            f"{group} group(s) (expected (M, {c // group if c % group == 0 else '?'}, ...))"
+        )
     layer.arrays = {"weight": w} | ({"bias": b} if b is not None else {})
     layer.params = int(w.size + (b.size if b is not None else 0))
     layer.macs = int(np.prod(out[1:]) * cg * np.prod(kernel)) * out[0]
-    group = int(info.attrs.get("group", 1))
     layer.detail = _window(layer, info, list(kernel)) + (f" groups {group}" if group > 1 else "")
     layer.labels = tuple(f"f{i}" for i in range(m)) if len(out) == 4 else ()
     if len(out) == 4:
@@ -768,6 +794,12 @@ def _arith_gemm(layer: Any, info: OnnxInfo) -> None:
     a_shape = info.in_shapes[0] if info.slots[0] and info.slots[0][0] == "value" else None
     if b is not None:
         k = b.shape[1] if int(info.attrs.get("transB", 0)) else b.shape[0]
+        if a_shape is not None and len(a_shape) == 2:
+            ka = a_shape[0] if int(info.attrs.get("transA", 0)) else a_shape[1]
+            if ka != k:
+                raise UsageError(
+                    f"{layer.where}: weight {tuple(b.shape)} takes {k} inputs, got {ka}"
+                )
         layer.arrays = {"weight": b} | ({"bias": c} if c is not None else {})
         layer.params = int(b.size + (c.size if c is not None else 0))
         layer.macs = int(np.prod(info.out_shape) * k)
@@ -798,6 +830,10 @@ def _arith_add(layer: Any, info: OnnxInfo) -> None:
 
 def _arith_bn(layer: Any, info: OnnxInfo) -> None:
     scale, bias, mean, var = (_const(info, i) for i in (1, 2, 3, 4))
+    c = info.in_shapes[0][1] if info.in_shapes and len(info.in_shapes[0]) > 1 else None
+    for key, v in (("scale", scale), ("B", bias), ("mean", mean), ("var", var)):
+        if v is not None and c is not None and v.shape != (c,):
+            raise UsageError(f"{layer.where}: {key} has shape {v.shape}; expected ({c},)")
     layer.arrays = {
         k: v
         for k, v in (
@@ -884,7 +920,7 @@ def run_node(layer: Any, *values: np.ndarray) -> np.ndarray:
     fn = ONNX_OPS[info.op_type]
     try:
         outs = fn(ins, info.attrs, info.opset, info.n_outputs)
-    except UsageError as exc:
+    except (UsageError, ValueError) as exc:
         raise UsageError(f"{layer.where}: {exc}") from None
     out = np.asarray(outs[info.output_index])
     if out.dtype.kind == "f" and out.dtype != np.float32:

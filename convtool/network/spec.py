@@ -660,7 +660,9 @@ def load_net(source: str | os.PathLike | Net) -> Net:
         return source
     text = os.fspath(source)
     path = Path(text)
-    looks_like_file = text.lower().endswith(".toml") or (path.suffix and "(" not in text)
+    looks_like_file = text.lower().endswith(".toml") or (
+        "(" not in text and (path.suffix or "/" in text or os.sep in text)
+    )
     if not looks_like_file and not path.is_file():
         return parse_layers(text)
     if path.suffix.lower() == ".onnx":

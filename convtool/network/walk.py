@@ -171,8 +171,9 @@ def check_memory(mem: Memory, limit: int | str | None = None) -> None:
 
 
 def _suggest(n: int) -> str:
-    gib = -(-n // (1 << 30))
-    return f"{gib}G"
+    """A round size just above ``n``: ``391G``, ``96T``."""
+    unit, size = ("T", 1 << 40) if n >= 1 << 40 else ("G", 1 << 30)
+    return f"{-(-n // size)}{unit}"
 
 
 # ------------------------------------------------------------------ feature maps

@@ -39,7 +39,7 @@ def first_filters() -> np.ndarray:
         w[i] = gray[:, None, None] * k
     w[6] = np.array([1, -1, 0], np.float32)[:, None, None] * blur  # red - green
     w[7] = np.array([-0.5, -0.5, 1], np.float32)[:, None, None] * blur  # blue - yellow
-    return w / 255.0  # 0..255 pixels in, responses of order 1
+    return w  # for pixels in 0..1, as convtool visualize gives an ONNX model by default
 
 
 def build(seed: int = 0) -> onnx.ModelProto:
