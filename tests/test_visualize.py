@@ -232,7 +232,8 @@ def test_max_maps_draws_the_most_active_and_a_flat_output_as_one_tile(tmp_path, 
     outdir = tmp_path / "most"
     res = run("visualize", small_gray, "--layers", net, "--max-maps", "5", "-o", outdir)
     assert res.exit_code == 0, res.output
-    lay = layout(6, 126, 126, title=True)  # input + the 5 most active of 40
+    # input + the 5 most active of 40, under a two-line title (it says so)
+    lay = layout(6, 126, 126, title=2)
     assert read(outdir / "01_conv.png").shape[:2] == (lay.height, lay.width)
     lay = layout(2, 6 * 28, 7 * 28, title=True)  # input + a 6x7 block of 40 values, 28x
     assert read(outdir / "02_pool.png").shape[:2] == (lay.height, lay.width)
