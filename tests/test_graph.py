@@ -860,3 +860,14 @@ def test_weight_files_that_are_not_numpy_arrays_name_the_layer_and_file(tmp_path
             line = one_error_line(res)
             assert "layer 1 'w'" in line and re.search(pattern, line), line
             assert not outdir.exists()
+
+
+def test_feature_maps_runs_layers_planned_by_the_caller(camera):
+    img = camera[:20, :24]
+    layers = plan("conv(random:3,size=3) relu", (1, 20, 24))
+    maps = feature_maps(img, "conv(random:3,size=3) relu", layers=layers)
+    assert [layer for layer, _ in maps] == layers  # the same objects, not a second plan
+    with pytest.raises(
+        UsageError, match=r"planned for input \(1, 20, 24\), the image is \(1, 24, 20\)"
+    ):
+        feature_maps(img.T, "conv(random:3,size=3) relu", layers=layers)

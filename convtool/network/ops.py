@@ -23,7 +23,7 @@ another module, as the ONNX import does).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -395,15 +395,9 @@ def _plan_concat(layer: Layer, ins: list[Layer]) -> Shape:
             )
     channels = sum(x.out_shape[0] for x in ins)
     if len(first.out_shape) == 3 and channels <= 1 << 16:  # else numbered, as planning stays cheap
-        layer.labels = tuple(f"{x.name}:{label}" for x in ins for label in _channel_labels(x))
+        layer.labels = tuple(f"{x.name}:{label}" for x in ins for label in x.labels)
     layer.work_bytes = 0
     return (channels, *first.out_shape[1:])
-
-
-def _channel_labels(layer: Layer) -> Sequence[str]:
-    if layer.labels and len(layer.labels) == layer.out_shape[0]:
-        return layer.labels
-    return Numbered("c", layer.out_shape[0])
 
 
 def _concat(layer: Layer, *xs: np.ndarray) -> np.ndarray:
