@@ -242,6 +242,28 @@ def test_opencv_16bit_png_reads_exactly(tmp_path, channels):
         np.testing.assert_array_equal(img.alpha, px[..., 3])
 
 
+def _with_exif(png: bytes, orientation: int) -> bytes:
+    from PIL import Image as PILImage
+
+    tags = PILImage.Exif()
+    tags[0x0112] = orientation
+    payload = tags.tobytes()[6:]  # an eXIf chunk holds the TIFF block without "Exif\0\0"
+    return png[:33] + _chunk(b"eXIf", payload) + png[33:]
+
+
+@pytest.mark.parametrize("orientation", [1, 2, 3, 5, 6, 8])
+def test_16bit_exif_orientation_turns_as_pillow_does(tmp_path, orientation):
+    """The 16-bit picture turns exactly as Pillow turns the same picture at 8 bits."""
+    samples = _samples(5, 8, 16, 2)
+    high = samples >> 8
+    p16, p8 = tmp_path / "a16.png", tmp_path / "a8.png"
+    p16.write_bytes(_with_exif(make_png(samples, 16, 2), orientation))
+    p8.write_bytes(_with_exif(make_png(high, 8, 2), orientation))
+    got, ref = read_image(p16).data, read_image(p8).data  # ref: Pillow's exif_transpose
+    assert got.shape == ref.shape == ((8, 5, 3) if orientation in (5, 6, 8) else (5, 8, 3))
+    np.testing.assert_array_equal(np.floor(got / 256), ref)
+
+
 def test_16bit_rgb_gray_option_uses_all_16_bits(tmp_path):
     samples = _samples(6, 7, 16, 2)
     path = tmp_path / "c.png"

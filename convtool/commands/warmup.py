@@ -28,7 +28,8 @@ _STEPS: tuple[tuple, ...] = (
     ("detection", "convtool.detection", "warmup"),
     ("pooling", "convtool.pooling", "warmup"),
     ("png", "convtool.png", "warmup"),
-)  # network has no kernels of its own: it runs on filtering and pooling
+    ("conv2d", "convtool.conv2d", "warmup"),
+)  # network layers run on conv2d, filtering and pooling
 
 
 def _cache_location() -> str:
