@@ -48,6 +48,11 @@ COMPILE_NS: dict[str, float] = {
     "match.correlate_direct": 1.0e9,
     "match.find_peaks": 0.7e9,
     "match.greedy_suppress": 0.4e9,
+    "conv_winograd.winograd_f43": 3e9,
+    "conv_winograd.weight_transform": 0.5e9,
+    "conv_gemm.gemm_bias": 1.5e9,
+    "conv_gemm.im2col": 0.5e9,
+    "png.unfilter": 0.5e9,
 }
 
 _spent_ns = 0.0

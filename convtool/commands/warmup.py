@@ -20,8 +20,8 @@ from ._common import cli_errors
 # (label, module, function, positional arguments); a module or function that does
 # not exist is skipped, so the command keeps working while parts of convtool are
 # optional or missing. Worker k of n takes steps k, k+n, ...: the order balances
-# two workers (measured compile CPU: direct 10 s, separable 6, pooling 6,
-# detection 3.5, png 0.5).
+# two workers (compile CPU measured with benchmarks/bench_cli.py: direct 10 s,
+# separable 6, detection 3, pooling 5, png 0.5, conv2d 4).
 _STEPS: tuple[tuple, ...] = (
     ("filtering", "convtool.filtering", "warmup", (("direct",),)),
     ("filtering", "convtool.filtering", "warmup", (("separable",),)),
