@@ -558,10 +558,6 @@ def _clip(layer: Layer, x: np.ndarray) -> np.ndarray:
     return np.clip(x, np.float32(layer.attrs["min"]), np.float32(layer.attrs["max"]))
 
 
-def _relu6(layer: Layer, x: np.ndarray) -> np.ndarray:
-    return np.clip(x, np.float32(0), np.float32(6))
-
-
 # -------------------------------------------------------------------- registry
 
 #: Node type -> operator. The TOML layer types; the ONNX import registers its own.
@@ -583,5 +579,5 @@ OPS: dict[str, Op] = {
     "softmax": Op(same_shape, _softmax),
     "dropout": Op(_plan_dropout, _identity),
     "clip": Op(_plan_clip, _clip),
-    "relu6": Op(same_shape, _relu6),
+    "relu6": Op(_plan_clip, _clip),  # its options are min 0, max 6
 }
