@@ -185,11 +185,11 @@ def _plan_conv(layer: Layer, ins: list[Layer]) -> Shape:
     extra = f" groups {groups}" if groups > 1 else ""
     d_text = f" dilation {d}" if d > 1 else ""
     layer.detail = f"{k}x{k}/{s} {pad_text}{d_text}{extra}"
-    # a padded copy of the input, one block of im2col patches (<= 32 MiB) and
-    # a second output-sized buffer for the per-channel path
+    # conv2d's scratch: a padded copy of the input and one block of im2col
+    # patches (at most 32 MiB); the output is counted with the maps
     padded = nbytes((c, h + padding[0] + padding[1], w + padding[2] + padding[3]))
     patches = min(nbytes((cg * k * k, oh, ow)), (1 << 25) + nbytes((cg * k * k, ow)))
-    layer.work_bytes = (padded if any(padding) else 0) + patches + nbytes((m, oh, ow))
+    layer.work_bytes = (padded if any(padding) else 0) + patches
 
     if weight is not None:
         arrays = {"weight": np.ascontiguousarray(weight, dtype=np.float32)}
