@@ -185,7 +185,7 @@ def test_sigterm_during_a_streamed_write_leaves_nothing(tmp_path):
         time.sleep(0.02)
     assert proc.poll() is None, proc.stderr.read().decode()
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=180)
     assert proc.returncode == 130, err.decode()
     assert sorted(os.listdir(tmp_path)) == ["big.tif"]
 
