@@ -6,10 +6,12 @@ The layer-level convolution that networks (TOML specs and ONNX models) run:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .errors import UsageError
-from .modes import check_positive_int, normalize_pad
+from .modes import NUMPY_PAD_MODE, check_positive_int, normalize_pad
 
 
 def conv2d(
@@ -36,19 +38,45 @@ def conv2d(
         One value for both axes, or (rows, columns) as PyTorch and ONNX take them.
     groups : int
     padding : int or (top, bottom, left, right)
-    pad_mode : canonical pad mode for the padding (``constant`` uses ``pad_value``)
-    method : ``auto``, ``bank`` or ``matmul`` (see Notes)
+    pad_mode : str
+        Pad mode of the padding (any name :func:`convtool.modes.normalize_pad`
+        accepts; ``constant`` fills with ``pad_value``).
+    pad_value : float
+    method : ``auto``, ``winograd``, ``gemm``, ``bank`` or ``matmul`` (see Notes)
 
     Returns
     -------
     numpy.ndarray
         float32 (M, H', W').
 
+    Raises
+    ------
+    UsageError
+        Shapes that do not fit, a stride, dilation or groups below 1, negative
+        padding, an output smaller than 1x1, ``winograd`` for a kernel other
+        than 3x3 stride 1 dilation 1.
+
     Notes
     -----
-    Cross-correlation, as CNN layers compute it, on the padded input. Two
-    ways, same numbers within float32 round-off:
+    Cross-correlation, as CNN layers compute it, on the padded input. Four
+    ways, the same numbers within float32 round-off (the tests hold each to
+    1e-4 of the largest value of a float64 reference):
 
+    ``winograd``
+        3x3, stride 1, dilation 1 only: Winograd's F(4x4, 3x3) (Lavin and
+        Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016)
+        computes each 4x4 block of output from the 6x6 input patch under it
+        with 36 multiplies per (output, input) channel pair instead of 144,
+        as 36 small matrix products fused with the input and output
+        transforms in blocks of tiles that stay in cache
+        (:mod:`convtool.core.conv_winograd`). A NaN or infinity in the input
+        spreads over the whole 4x4 tile it falls in.
+    ``gemm``
+        im2col: the (C/groups * KH * KW, pixels) patch matrix, built in blocks
+        of output rows of at most ~32 MB (a 1x1 stride-1 layer uses the input
+        itself), times the (M/groups, C/groups * KH * KW) weight matrix, by
+        Numba kernels (:mod:`convtool.core.conv_gemm`). Any kernel, stride
+        and dilation.
     ``bank``
         :func:`convtool.filtering.convolve` (``pad="valid"``,
         ``correlate=True``, ``combine="stack"``) filters each input channel
@@ -57,14 +85,17 @@ def conv2d(
         loops itself, so it wins for one channel per group (first layers,
         depthwise) and for large kernels.
     ``matmul``
-        im2col in row blocks of at most ~32 MB: the (C/groups * K * K, rows *
-        W') patch matrix times the (M/groups, C/groups * K * K) weight matrix,
-        one BLAS product per block. It wins for small kernels.
+        The im2col product with numpy's matmul (BLAS); kept as a reference
+        path, ``auto`` does not take it.
 
-    ``auto`` takes ``bank`` for a kernel side >= 9 or at most 24 (output, input)
-    channel pairs per group (equal strides), else ``matmul``. Measured on 512x512 inputs
-    (benchmarks/bench_visualize.py): LeNet's C1 (3 -> 6 channels, 5x5) 49 ms
-    bank vs 96 ms matmul; C3 (6 -> 16) 122 ms bank vs 35 ms matmul.
+    ``auto`` takes ``winograd`` for 3x3 stride-1 layers with at least 8 input
+    and output channels per group where its products cost at most two thirds
+    of im2col's (maps of about 28x28 and larger), else ``bank`` for a kernel
+    side >= 9 or at most 24 (output, input) channel pairs per group (equal
+    strides), else ``gemm``. The ``winograd`` and ``gemm`` kernels are serial,
+    release the GIL and are spread over ``numba.get_num_threads()`` Python
+    threads (``--threads``), so they compile quickly and never compete with
+    a BLAS thread pool for the cores.
 
     Examples
     --------
@@ -97,15 +128,7 @@ def conv2d(
     pad_mode = normalize_pad(pad_mode)
     if pad_mode == "valid" and any(padding):
         raise UsageError(f"pad mode 'valid' adds no padding, but padding {padding} was given")
-    if any(padding):
-        widths = ((0, 0), (top, bottom), (left, right))
-        if pad_mode == "constant":
-            x = np.pad(x, widths, mode="constant", constant_values=pad_value)
-        else:
-            from .modes import NUMPY_PAD_MODE
-
-            x = np.pad(x, widths, mode=NUMPY_PAD_MODE[pad_mode])
-    h, w = x.shape[1:]
+    h, w = x.shape[1] + top + bottom, x.shape[2] + left + right
     oh = (h - dh * (kh - 1) - 1) // sh + 1
     ow = (w - dw * (kw - 1) - 1) // sw + 1
     if oh < 1 or ow < 1:
@@ -114,10 +137,24 @@ def conv2d(
             f"kernel's reach {dh * (kh - 1) + 1}x{dw * (kw - 1) + 1}"
         )
     mg = m // groups
+    winograd_ok = (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1)
     if method == "auto":
-        method = "bank" if (max(kh, kw) >= 9 or mg * cg <= 24) and sh == sw else "matmul"
-    elif method not in ("bank", "matmul"):
-        raise UsageError(f"unknown conv2d method {method!r}: use auto, bank or matmul")
+        if winograd_ok and _winograd_pays(cg, mg, oh, ow):
+            method = "winograd"
+        elif (max(kh, kw) >= 9 or mg * cg <= 24) and sh == sw:
+            method = "bank"
+        else:
+            method = "gemm"
+    elif method not in METHODS:
+        raise UsageError(f"unknown conv2d method {method!r}: use {', '.join(METHODS)}")
+    elif method == "winograd" and not winograd_ok:
+        raise UsageError("method 'winograd' needs a 3x3 kernel with stride 1 and dilation 1")
+    if method == "winograd":
+        return _conv_winograd(x, weight, bias, groups, padding, pad_mode, pad_value)
+    if any(padding):
+        x = _pad(x, padding, pad_mode, pad_value)
+    if method == "gemm":
+        return _conv_gemm(x, weight, bias, groups, (sh, sw), (dh, dw), (oh, ow))
     out = np.empty((m, oh, ow), dtype=np.float32)
     for g in range(groups):
         xg = x[g * cg : (g + 1) * cg]
@@ -130,6 +167,210 @@ def conv2d(
     if bias is not None:
         out += bias[:, None, None]
     return out
+
+
+#: Tiles per unit of Winograd work (measured: longer product loops win up to ~200).
+WINOGRAD_BLOCK_TILES = 192
+
+#: The algorithms ``method`` accepts.
+METHODS = ("auto", "bank", "gemm", "matmul", "winograd")
+
+
+def warmup() -> None:
+    """Compile (or load from the cache) the Numba kernels of the fast paths.
+
+    One float32 signature each: the Winograd kernel and its weight
+    transform, the im2col gather and the product.
+
+    Examples
+    --------
+    >>> warmup()
+    """
+    x = np.zeros((8, 10, 10), np.float32)
+    w = np.zeros((8, 8, 3, 3), np.float32)
+    conv2d(x, w, method="winograd")
+    conv2d(x, w, method="gemm")
+
+
+def _winograd_blocks(th: int, tw: int, m: int, threads: int) -> tuple[int, int]:
+    """(tile rows per block, output-channel parts) for a th x tw grid of 4x4 tiles.
+
+    Blocks of about WINOGRAD_BLOCK_TILES tiles (long vector loops in the
+    products); when that leaves fewer than two work items per thread the
+    blocks are halved down to about 48 tiles, and the output channels are
+    split as well.
+    """
+    rows = max(1, min(th, -(-WINOGRAD_BLOCK_TILES // tw)))
+    while -(-th // rows) < 2 * threads and rows * tw >= 96:
+        rows = -(-rows // 2)
+    blocks = -(-th // rows)
+    m_parts = max(1, min(-(-2 * threads // blocks), m // 16))
+    return rows, m_parts
+
+
+def _winograd_pays(c: int, m: int, oh: int, ow: int) -> bool:
+    """Whether Winograd F(4x4, 3x3) beats the im2col product for this layer.
+
+    Per (output, input) channel pair its products cost 36 multiply-adds per
+    vector lane (tiles padded to whole vectors in each block) plus the weight
+    transform, measured at about 1000 multiply-adds' worth; im2col costs 9 per
+    output pixel. Winograd needs a third less, and enough channels for the
+    transforms to pay off (measured: benchmarks/bench_network.py). So 3x3
+    layers on 28x28 maps and larger take it, 14x14 and smaller do not.
+    """
+    if c < 8 or m < 8:
+        return False
+    th, tw = -(-oh // 4), -(-ow // 4)
+    rows, _ = _winograd_blocks(th, tw, m, _threads())
+    blocks = -(-th // rows)
+    lanes = blocks * (-(-rows * tw // 16) * 16)
+    return 36 * lanes + 1000 <= 0.67 * 9 * oh * ow
+
+
+def _conv_winograd(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None,
+    groups: int,
+    padding: tuple[int, int, int, int],
+    pad_mode: str,
+    pad_value: float,
+) -> np.ndarray:
+    """3x3 stride-1 correlation by Winograd F(4x4, 3x3), one call per group.
+
+    The padded input is built once, in a frame of whole 4x4 output tiles (the
+    extra rows and columns are zeros that only feed outputs that are cut off).
+    """
+    from .core.conv_winograd import weight_transform, winograd_f43
+
+    top, bottom, left, right = padding
+    c, h, wd = x.shape
+    m = w.shape[0]
+    oh, ow = h + top + bottom - 2, wd + left + right - 2
+    th, tw = -(-oh // 4), -(-ow // 4)
+    fh, fw = 4 * th + 2, 4 * tw + 2
+    if pad_mode == "constant" or not any(padding):
+        frame = np.empty((c, fh, fw), np.float32)
+        fill = np.float32(pad_value)
+        frame[:, :top] = fill
+        frame[:, top + h :] = fill
+        frame[:, top : top + h, :left] = fill
+        frame[:, top : top + h, left + wd :] = fill
+        frame[:, top : top + h, left : left + wd] = x
+        if (fh, fw) != (h + top + bottom, wd + left + right):
+            frame[:, top + h + bottom :] = 0.0
+            frame[:, :, left + wd + right :] = 0.0
+    else:
+        padded = _pad(x, padding, pad_mode, pad_value)
+        frame = np.zeros((c, fh, fw), np.float32)
+        frame[:, : padded.shape[1], : padded.shape[2]] = padded
+    out = np.empty((m, 4 * th, 4 * tw), np.float32)
+    b = np.zeros(m, np.float32) if bias is None else np.ascontiguousarray(bias)
+    # Tile rows per unit of work: about WINOGRAD_BLOCK_TILES tiles (long vector loops in
+    # the products), but at least two units per thread when the map allows it.
+    threads = _threads()
+    rows, m_parts = _winograd_blocks(th, tw, m // groups, threads)
+    items = -(-th // rows) * m_parts
+    cg, mg = c // groups, m // groups
+    for g in range(groups):
+        wg = np.ascontiguousarray(w[g * mg : (g + 1) * mg])
+        u = np.empty((36, mg, cg), np.float32)
+        _spread(weight_transform, (wg, u), mg, threads)
+        args = (frame[g * cg : (g + 1) * cg], u, b[g * mg : (g + 1) * mg],
+                out[g * mg : (g + 1) * mg], rows, m_parts)  # fmt: skip
+        _spread(winograd_f43, args, items, threads)
+    if (4 * th, 4 * tw) != (oh, ow):
+        out = np.ascontiguousarray(out[:, :oh, :ow])
+    return out
+
+
+def _conv_gemm(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None,
+    groups: int,
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    out_size: tuple[int, int],
+    budget: int = 1 << 25,
+) -> np.ndarray:
+    """im2col + matrix product on Numba's threads (core.conv_gemm), per group.
+
+    The patch matrix is built for blocks of output rows of at most ``budget``
+    bytes; a 1x1 stride-1 convolution uses the input itself as the patch matrix.
+    """
+    from .core.conv_gemm import gemm_bias, gemm_tiles, im2col
+
+    (sh, sw), (dh, dw), (oh, ow) = stride, dilation, out_size
+    c, h, wd = x.shape
+    m, cg, kh, kw = w.shape
+    mg = m // groups
+    taps = cg * kh * kw
+    x = np.ascontiguousarray(x)
+    out = np.empty((m, oh * ow), np.float32)
+    b = np.zeros(m, np.float32) if bias is None else np.ascontiguousarray(bias)
+    threads = _threads()
+    direct = (kh, kw, sh, sw) == (1, 1, 1, 1) and (oh, ow) == (h, wd)
+    rows = max(1, min(oh, budget // (4 * taps * ow)))
+    patches = None if direct else np.empty((taps, rows * ow), np.float32)
+    for g in range(groups):
+        xg = x[g * cg : (g + 1) * cg]
+        wg = np.ascontiguousarray(w[g * mg : (g + 1) * mg].reshape(mg, taps))
+        bg = b[g * mg : (g + 1) * mg]
+        og = out[g * mg : (g + 1) * mg]
+        if direct:
+            part = xg.reshape(cg, h * wd)
+            _spread(gemm_bias, (wg, part, bg, og, 0), gemm_tiles(mg, h * wd), threads)
+            continue
+        for y0 in range(0, oh, rows):
+            y1 = min(oh, y0 + rows)
+            part = patches if y1 - y0 == rows else np.empty((taps, (y1 - y0) * ow), np.float32)
+            _spread(im2col, (xg, kh, kw, sh, sw, dh, dw, y0, y1, ow, part), taps, threads)
+            _spread(gemm_bias, (wg, part, bg, og, y0 * ow), gemm_tiles(mg, part.shape[1]), threads)
+    return out.reshape(m, oh, ow)
+
+
+def _threads() -> int:
+    """Numba's thread count (``numba.set_num_threads``, ``--threads``): the fast paths use it."""
+    import numba
+
+    return numba.get_num_threads()
+
+
+_POOL: dict[int, Any] = {}
+
+
+def _spread(kernel: Any, args: tuple, items: int, threads: int) -> None:
+    """Run ``kernel(*args, lo, hi)`` over ``range(items)`` cut into one slice per thread.
+
+    The kernels release the GIL, so the slices run at once on a small pool of
+    Python threads kept for the process (the caller's thread takes the first).
+    """
+    parts = max(1, min(threads, items))
+    bounds = [items * i // parts for i in range(parts + 1)]
+    if parts == 1:
+        kernel(*args, 0, items)
+        return
+    pool = _POOL.get(parts - 1)
+    if pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = _POOL[parts - 1] = ThreadPoolExecutor(parts - 1, thread_name_prefix="convtool-conv")
+    slices = zip(bounds[1:-1], bounds[2:], strict=True)
+    futures = [pool.submit(kernel, *args, lo, hi) for lo, hi in slices]
+    kernel(*args, bounds[0], bounds[1])
+    for f in futures:
+        f.result()
+
+
+def _pad(
+    x: np.ndarray, padding: tuple[int, int, int, int], pad_mode: str, pad_value: float
+) -> np.ndarray:
+    top, bottom, left, right = padding
+    widths = ((0, 0), (top, bottom), (left, right))
+    if pad_mode == "constant":
+        return np.pad(x, widths, mode="constant", constant_values=pad_value)
+    return np.pad(x, widths, mode=NUMPY_PAD_MODE[pad_mode])
 
 
 def _pair(name: str, value: int | tuple[int, int]) -> tuple[int, int]:

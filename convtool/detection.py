@@ -601,16 +601,16 @@ def check_search_options(
     nms_iou: float = DEFAULT_NMS_IOU,
     min_distance: float | None = None,
     scales: str | float | Sequence[float] | None = None,
-) -> tuple[str, float]:
-    """Check :func:`search`'s options without an image; return (method, threshold).
+) -> tuple[str, float, tuple[float, ...]]:
+    """Check :func:`search`'s options without an image; return (method, threshold, scales).
 
     :func:`search` calls it, and so does ``convtool detect`` before it reads
     any file, so a bad option is one error, not one per image.
 
     Examples
     --------
-    >>> check_search_options("sqdiff")
-    ('sqdiff', 0.04)
+    >>> check_search_options("sqdiff", scales="0.5:2:3")
+    ('sqdiff', 0.04, (0.5, 1.0, 2.0))
     """
     method = normalize_method(method)
     if threshold is None:
@@ -624,8 +624,7 @@ def check_search_options(
         raise UsageError(f"nms-iou must be between 0 and 1, got {nms_iou}")
     if min_distance is not None and not float(min_distance) > 0:
         raise UsageError(f"min-distance must be > 0 pixels, got {min_distance}")
-    parse_scales(scales)
-    return method, threshold
+    return method, threshold, parse_scales(scales)
 
 
 def search(
@@ -654,7 +653,7 @@ def search(
     """
     from .core import match as core
 
-    method, threshold = check_search_options(
+    method, threshold, scale_values = check_search_options(
         method, threshold, max_detections, nms_iou, min_distance, scales
     )
     nthreads = _threads(threads)
@@ -665,7 +664,7 @@ def search(
 
     sizes: list[tuple[float, int, int]] = []
     seen = set()
-    for s in parse_scales(scales):
+    for s in scale_values:
         h = max(1, int(round(tmpl.shape[1] * s)))
         w = max(1, int(round(tmpl.shape[2] * s)))
         if h > height or w > width or (h, w) in seen:

@@ -59,7 +59,7 @@ def layout(
     *,
     cols: int | None = None,
     gutter: int = 6,
-    title: bool = False,
+    title: bool | int = False,
     colorbar: bool = False,
     show_range: bool = False,
 ) -> Layout:
@@ -67,7 +67,7 @@ def layout(
 
     Each cell is a label line, the tile, then (if asked) a colour bar and a
     line for its values; cells are ``gutter`` pixels apart and from the edge,
-    below an optional title line.
+    below an optional title of ``title`` lines (True: one).
 
     Examples
     --------
@@ -85,7 +85,7 @@ def layout(
     rows = math.ceil(n / cols)
     below = (BAR + 2 if colorbar else 0) + (LINE if (colorbar or show_range) else 0)
     cell_h = LINE + th + below
-    title_h = LINE + 4 if title else 0
+    title_h = int(title) * LINE + 4 if title else 0
     width = cols * tw + (cols + 1) * gutter
     height = title_h + rows * cell_h + (rows + 1) * gutter
     tiles = tuple(
@@ -393,6 +393,25 @@ def _ellipsize(draw, text: str, font, width: int) -> str:
     return text + "…"
 
 
+def _wrap(text: str, width: int, max_lines: int = 2) -> list[str]:
+    """``text`` broken at spaces into at most ``max_lines`` lines of ``width`` pixels.
+
+    The last line is ellipsized when the rest still does not fit.
+    """
+    font = _font()
+    lines: list[str] = []
+    words = text.split(" ")
+    while words and len(lines) < max_lines - 1:
+        k = len(words)
+        while k > 1 and font.getlength(" ".join(words[:k])) > width:
+            k -= 1
+        lines.append(" ".join(words[:k]))
+        words = words[k:]
+    if words:
+        lines.append(" ".join(words))
+    return lines
+
+
 _BACKGROUND_WORD = np.array([*BACKGROUND, 0], dtype=np.uint8).view(np.uint32)[0]
 
 
@@ -499,16 +518,17 @@ def grid(
     mw = max(a.shape[1] for a in arrays)
     th, tw = _fit_size(mh, mw, max_tile, min_tile)
     n = len(arrays) + (input_image is not None)
-    lay = layout(
-        n, th, tw, cols=cols, gutter=gutter, title=bool(title), colorbar=colorbar,
-        show_range=show_range,
-    )  # fmt: skip
+    place = dict(cols=cols, gutter=gutter, colorbar=colorbar, show_range=show_range)
+    lay = layout(n, th, tw, title=bool(title), **place)
+    title_lines = _wrap(title, lay.width - 2 * gutter) if title else []
+    if len(title_lines) > 1:
+        lay = layout(n, th, tw, title=len(title_lines), **place)
     line, bar_h, width = LINE, BAR, lay.width
     canvas4, words = _canvas(lay.height, lay.width)
 
     texts: list[tuple[int, int, str, int, str]] = []  # x, y, text, max width, anchor
-    if title:
-        texts.append((gutter, gutter, title, width - 2 * gutter, "la"))
+    for k, text in enumerate(title_lines):
+        texts.append((gutter, gutter + k * line, text, width - 2 * gutter, "la"))
     cells = []
     if input_image is not None:
         cells.append(("input", None, input_label))

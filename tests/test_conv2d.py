@@ -61,7 +61,7 @@ def check(got, want):
     assert err <= 1e-4 * scale, f"max error {err:.3g} vs scale {scale:.3g}"
 
 
-@pytest.mark.parametrize("method", ["auto", "matmul", "bank"])
+@pytest.mark.parametrize("method", ["auto", "matmul", "bank", "gemm"])
 @pytest.mark.parametrize(
     "stride,dilation,padding",
     [
@@ -89,12 +89,12 @@ def test_per_axis_stride_and_dilation(method, stride, dilation, padding):
     groups=st.sampled_from([1, 2, 3]),
     cg=st.integers(1, 4),
     mg=st.integers(1, 3),
-    kh=st.integers(1, 5),
-    kw=st.integers(1, 5),
-    sh=st.integers(1, 3),
-    sw=st.integers(1, 3),
-    dh=st.integers(1, 2),
-    dw=st.integers(1, 2),
+    kh=st.sampled_from([1, 2, 3, 3, 4, 5]),
+    kw=st.sampled_from([1, 2, 3, 3, 4, 5]),
+    sh=st.sampled_from([1, 1, 2, 3]),
+    sw=st.sampled_from([1, 1, 2, 3]),
+    dh=st.sampled_from([1, 1, 2]),
+    dw=st.sampled_from([1, 1, 2]),
     pads=st.tuples(*[st.integers(0, 3)] * 4),
     pad_mode=st.sampled_from(["constant", "replicate", "reflect", "symmetric", "wrap"]),
     h=st.integers(5, 15),
@@ -112,7 +112,10 @@ def test_random_shapes_every_pad_mode(groups, cg, mg, kh, kw, sh, sw, dh, dw, pa
     wt = rng.standard_normal((mg * groups, cg, kh, kw)).astype(np.float32)
     b = rng.standard_normal(mg * groups).astype(np.float32)
     want = ref_conv2d(x, wt, b, (sh, sw), (dh, dw), groups, pads, pad_mode, 0.5)
-    for method in ("auto", "matmul"):
+    methods = ["auto", "matmul", "gemm"]
+    if (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1):
+        methods.append("winograd")
+    for method in methods:
         got = conv2d(x, wt, b, stride=(sh, sw), dilation=(dh, dw), groups=groups, padding=pads,
                      pad_mode=pad_mode, pad_value=0.5, method=method)  # fmt: skip
         check(got, want)
@@ -150,3 +153,103 @@ def test_bad_arguments_are_usage_errors(kwargs, match):
     b = kwargs.pop("bias", None)
     with pytest.raises(UsageError, match=match):
         conv2d(x, w, b, **kwargs)
+
+
+# ------------------------------------------------------------------ fast paths
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    c=st.integers(1, 40),
+    m=st.integers(1, 21),
+    h=st.integers(1, 37),
+    w=st.integers(1, 37),
+    pads=st.tuples(*[st.integers(0, 2)] * 4),
+    pad_mode=st.sampled_from(["constant", "replicate", "reflect", "symmetric", "wrap"]),
+    groups=st.sampled_from([1, 1, 2]),
+    bias=st.booleans(),
+    seed=st.integers(0, 10_000),
+)
+def test_winograd_matches_reference(c, m, h, w, pads, pad_mode, groups, bias, seed):
+    """F(4x4, 3x3): any size (partial edge tiles), channel counts not multiples of 4."""
+    top, bottom, left, right = pads
+    if h + top + bottom < 3 or w + left + right < 3:
+        return
+    if pad_mode == "reflect" and max(pads) >= min(h, w):
+        pad_mode = "symmetric"
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((c * groups, h, w)) * 50).astype(np.float32)
+    wt = rng.standard_normal((m * groups, c, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(m * groups).astype(np.float32) if bias else None
+    want = ref_conv2d(x, wt, b, groups=groups, padding=pads, pad_mode=pad_mode, pad_value=-2.0)
+    got = conv2d(x, wt, b, groups=groups, padding=pads, pad_mode=pad_mode, pad_value=-2.0,
+                 method="winograd")  # fmt: skip
+    check(got, want)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    c=st.integers(1, 24),
+    m=st.integers(1, 21),
+    k=st.tuples(st.integers(1, 7), st.integers(1, 7)),
+    s=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    d=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    h=st.integers(1, 30),
+    w=st.integers(1, 30),
+    pad=st.integers(0, 3),
+    groups=st.sampled_from([1, 1, 3]),
+    seed=st.integers(0, 10_000),
+)
+def test_gemm_matches_reference(c, m, k, s, d, h, w, pad, groups, seed):
+    """im2col + product on Numba's threads, for any kernel, stride and dilation."""
+    if min(h, w) + 2 * pad < max(d[0] * (k[0] - 1), d[1] * (k[1] - 1)) + 1:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((c * groups, h, w)).astype(np.float32)
+    wt = rng.standard_normal((m * groups, c, *k)).astype(np.float32)
+    b = rng.standard_normal(m * groups).astype(np.float32)
+    want = ref_conv2d(x, wt, b, s, d, groups, (pad,) * 4)
+    got = conv2d(x, wt, b, stride=s, dilation=d, groups=groups, padding=pad, method="gemm")
+    check(got, want)
+
+
+def test_gemm_in_row_blocks_and_1x1_without_copy(monkeypatch):
+    """A patch matrix over budget is built in blocks of output rows; 1x1 reads the input."""
+    import convtool.conv2d as mod
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 23, 19)).astype(np.float32)
+    w3 = rng.standard_normal((7, 5, 3, 3)).astype(np.float32)
+    w1 = rng.standard_normal((6, 5, 1, 1)).astype(np.float32)
+    real = mod._conv_gemm
+    monkeypatch.setattr(
+        mod, "_conv_gemm", lambda *a, **kw: real(*a, **dict(kw, budget=5 * 9 * 4 * 19 * 4))
+    )
+    check(conv2d(x, w3, padding=1, method="gemm"), ref_conv2d(x, w3, padding=(1,) * 4))
+    check(conv2d(x, w1, method="gemm"), ref_conv2d(x, w1))
+
+
+def test_auto_picks_the_fast_paths():
+    """VGG-like 3x3 layers go to Winograd, strided and 1x1 layers to the Numba product."""
+    import convtool.conv2d as mod
+
+    assert mod._winograd_pays(64, 64, 56, 56)
+    assert not mod._winograd_pays(3, 64, 224, 224)  # first layer: three channels
+    assert mod._winograd_pays(128, 128, 28, 28)  # one block, channels split over threads
+    assert not mod._winograd_pays(256, 256, 14, 14)  # the weight transform costs too much
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((16, 40, 40)).astype(np.float32)
+    for shape, kw in [((16, 16, 3, 3), {"padding": 1}), ((24, 16, 1, 1), {"stride": 2})]:
+        wt = rng.standard_normal(shape).astype(np.float32)
+        want = ref_conv2d(
+            x, wt, stride=(kw.get("stride", 1),) * 2, padding=(kw.get("padding", 0),) * 4
+        )
+        check(conv2d(x, wt, **kw), want)
+
+
+def test_winograd_refuses_other_shapes():
+    x = np.zeros((4, 8, 8), np.float32)
+    with pytest.raises(UsageError, match="winograd"):
+        conv2d(x, np.zeros((4, 4, 3, 3), np.float32), stride=2, method="winograd")
+    with pytest.raises(UsageError, match="winograd"):
+        conv2d(x, np.zeros((4, 4, 5, 5), np.float32), method="winograd")

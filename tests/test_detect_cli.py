@@ -126,7 +126,7 @@ def test_usage_errors_exit_2(coin_png, args, message):
     "args", [["--nms-iou", "3"], ["--max", "0"], ["--threshold", "nan"], ["--min-distance", "-1"]]
 )
 def test_option_errors_are_reported_once_before_any_image(coin_png, args):
-    res = run(COINS, COINS, "-t", coin_png, *args)  # two inputs: still one line
+    res = run(COINS, CAMERA, "-t", coin_png, *args)  # two inputs: still one line
     assert res.exit_code == 2
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert res.stdout == ""

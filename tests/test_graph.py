@@ -756,3 +756,159 @@ def test_memory_cap_from_the_environment(monkeypatch, camera):
     monkeypatch.delenv("CONVTOOL_MAX_MEMORY")
     with pytest.raises(UsageError, match="is allowed"):
         feature_maps(img, "conv(random:8,size=3) relu", max_memory="1K")
+
+
+# ------------------------------------------------------------- bad network files
+
+
+def _hostile_nets(tmp_path, samples_dir):
+    """(file, what the one line must say) for files that are not networks."""
+    import shutil
+
+    cases = []
+
+    def add(name, data, pattern):
+        path = tmp_path / name
+        path.write_bytes(data) if isinstance(data, bytes) else path.write_text(data)
+        cases.append((path, pattern))
+
+    rng = np.random.default_rng(0)
+    add(
+        "random.toml",
+        rng.integers(0, 256, 300, dtype=np.uint8).tobytes(),
+        "not a network file: it is binary",
+    )
+    add(
+        "utf16.toml",
+        '[[layers]]\ntype = "relu"\n'.encode("utf-16"),
+        "not a network file: it is binary",
+    )
+    add("nul.toml", b'[[layers]]\ntype = "relu"\x00\n', "not a network file: it is binary")
+    add("empty.toml", b"", "no layers")
+    add(
+        "cut.toml",
+        '[[layers]]\ntype = "conv"\nfilters = "edg',
+        "malformed TOML: Unterminated string",
+    )
+    add("table.toml", '[layers]\ntype = "relu"\n', "no layers")
+    add("ints.toml", "layers = [1, 2]\n", "layer 1 has no type")
+    add("shape.toml", 'input = 5\n[[layers]]\ntype = "relu"\n', "input shape 5 is not HxW")
+    png = tmp_path / "picture.png"
+    shutil.copy(samples_dir / "coins.png", png)
+    cases.append((png, "not a network file: it is binary"))
+    folder = tmp_path / "folder.toml"
+    folder.mkdir()
+    cases.append((folder, "cannot read network file .*folder.toml: Is a directory"))
+    cases.append((tmp_path / "nets" / "missing", "network file .*missing does not exist"))
+    return cases
+
+
+def test_files_that_are_not_networks_are_one_line_naming_the_file(tmp_path, small_png, samples_dir):
+    import re
+
+    for path, pattern in _hostile_nets(tmp_path, samples_dir):
+        with pytest.raises(UsageError, match=pattern) as err:
+            load_net(path)
+        assert str(path.name) in str(err.value) and "\n" not in str(err.value)
+        outdir = tmp_path / "never"
+        for args in (
+            ["summary", str(path), "--input", "8x8"],
+            ["visualize", str(small_png), "--net", str(path), "-o", str(outdir)],
+        ):
+            res = runner.invoke(app, args)
+            assert res.exit_code == 2, (path, res.output)
+            line = one_error_line(res)
+            assert re.search(pattern, line) and path.name in line, line
+        assert not outdir.exists()
+
+
+def test_weight_files_that_are_not_numpy_arrays_name_the_layer_and_file(tmp_path, small_png):
+    import re
+
+    np.savez(tmp_path / "ok.npz", weight=np.ones((2, 3, 3, 3)))
+    data = (tmp_path / "ok.npz").read_bytes()
+    files = {
+        "cut.npz": (data[: len(data) // 2], r"cannot read weights file .*cut.npz \(damaged"),
+        "noise.npy": (
+            np.random.default_rng(1).integers(0, 256, 200, dtype=np.uint8).tobytes(),
+            r"noise.npy is not a .npy or .npz file",
+        ),
+        "header.npy": (b"\x93NUMPY\x01\x00" + bytes(40), r"cannot read weights file .*header.npy"),
+    }
+    for name, (raw, _) in files.items():
+        (tmp_path / name).write_bytes(raw)
+    np.save(tmp_path / "objects.npy", np.array([1, "a"], dtype=object), allow_pickle=True)
+    files["objects.npy"] = (
+        None,
+        r"objects.npy \(damaged, or not plain numpy arrays\): Object arrays",
+    )
+    np.save(tmp_path / "nan.npy", np.full((2, 3, 3, 3), np.nan, np.float32))
+    files["nan.npy"] = (None, r"weights in nan.npy contain NaN or infinity")
+    np.save(tmp_path / "text.npy", np.array(["a", "b"]))
+    files["text.npy"] = (None, r"weights in text.npy must be real numbers")
+    for name, (_, pattern) in files.items():
+        for layer in (
+            f'type = "conv"\nweights = "{name}"',
+            f'type = "batchnorm"\nweights = "{name}"',
+        ):
+            net = write(tmp_path, f'[[layers]]\nname = "w"\n{layer}\n')
+            outdir = tmp_path / "never"
+            res = runner.invoke(
+                app, ["visualize", str(small_png), "--net", str(net), "-o", str(outdir)]
+            )
+            assert res.exit_code == 2, res.output
+            line = one_error_line(res)
+            assert "layer 1 'w'" in line and re.search(pattern, line), line
+            assert not outdir.exists()
+
+
+def test_feature_maps_runs_layers_planned_by_the_caller(camera):
+    img = camera[:20, :24]
+    layers = plan("conv(random:3,size=3) relu", (1, 20, 24))
+    maps = feature_maps(img, "conv(random:3,size=3) relu", layers=layers)
+    assert [layer for layer, _ in maps] == layers  # the same objects, not a second plan
+    with pytest.raises(
+        UsageError, match=r"planned for input \(1, 20, 24\), the image is \(1, 24, 20\)"
+    ):
+        feature_maps(img.T, "conv(random:3,size=3) relu", layers=layers)
+
+
+def test_flat_vectors_join_and_normalise(tmp_path, astronaut):
+    """Two fc heads on one flattened map: concat and add of vectors, batch norm on a vector."""
+    rng_npz(tmp_path, "bn.npz", 3, weight=7, bias=7, running_mean=7, running_var=7)
+    net = write(
+        tmp_path,
+        """
+[[layers]]
+type = "global_pool"
+mode = "max"
+[[layers]]
+name = "flat"
+type = "flatten"
+[[layers]]
+name = "a"
+type = "fc"
+units = 4
+seed = 1
+[[layers]]
+name = "b"
+type = "fc"
+units = 3
+seed = 2
+bias = 0.5
+inputs = ["flat"]
+[[layers]]
+name = "both"
+type = "concat"
+inputs = ["a", "b"]
+[[layers]]
+type = "batchnorm"
+weights = "bn.npz"
+[[layers]]
+name = "twice"
+type = "add"
+inputs = ["batchnorm", "both"]
+""",
+    )
+    maps = assert_matches_reference(astronaut[:16, :16] / 255, net)
+    assert [out.shape for _, out in maps][-3:] == [(7,), (7,), (7,)]

@@ -230,3 +230,14 @@ def test_a_flat_vector_is_one_block_row_by_row_with_blank_cells_as_background():
     sheet = overview([("fc", np.linspace(-1, 1, 4096))], tile=64, gutter=0)
     assert sheet.shape == (LINE + 64, 64, 3)
     assert not (sheet[LINE:] == BACKGROUND).all(axis=2).any()  # 64x64 values: no blank cell
+
+
+def test_a_title_wider_than_the_sheet_wraps_onto_a_second_line():
+    maps = [np.ones((20, 20))]
+    one = grid(maps, title="short", min_tile=96, gutter=4)
+    two = grid(maps, title="a rather long title that cannot fit over one tile", min_tile=96,
+               gutter=4)  # fmt: skip
+    assert one.shape == (layout(1, 100, 100, gutter=4, title=True).height, 108, 3)
+    assert two.shape == (layout(1, 100, 100, gutter=4, title=2).height, 108, 3)
+    second = two[4 + LINE : 4 + 2 * LINE]
+    assert (second.astype(int).sum(axis=2) > 500).sum() > 20  # text on the second line

@@ -157,14 +157,14 @@ def test_dynamic_input_without_a_size():
 def test_unsupported_operator_names_node_and_supported_list(tmp_path):
     graph = helper.make_graph(
         [helper.make_node("Relu", ["x"], ["a"], name="r"),
-         helper.make_node("HardSwish", ["a"], ["y"], name="swish7")],
+         helper.make_node("Erf", ["a"], ["y"], name="erf7")],
         "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 8, 8])],
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
     onnx.save(model, tmp_path / "hs.onnx")
-    err = one_line(run("summary", tmp_path / "hs.onnx"), "node swish7", "HardSwish",
+    err = one_line(run("summary", tmp_path / "hs.onnx"), "node erf7", "Erf",
                    "supported: ", "BatchNormalization", "MaxPool")  # fmt: skip
     assert "hs.onnx" in err
 
@@ -185,3 +185,9 @@ def test_summary_shows_resnet18_parameter_count(tmp_path):
     res = run("summary", path)
     assert res.exit_code == 0, res.stderr
     assert "11,689,512" in res.stdout and "64×112×112" in res.stdout
+
+
+def test_summary_input_without_channels_takes_the_models():
+    res = run("summary", TINY, "--input", "40x30", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)[0]["output"] == [3, 40, 30]

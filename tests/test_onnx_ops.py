@@ -138,14 +138,24 @@ def test_conv_random(c, m, h, w, k, s, d, pads, grouped):
 # --------------------------------------------------------------- activations
 
 
-@pytest.mark.parametrize("op", ["Relu", "Sigmoid", "Tanh", "Exp", "Neg", "Abs"])
+@pytest.mark.parametrize(
+    "op", ["Relu", "Sigmoid", "Tanh", "Exp", "Neg", "Abs", "Softplus", "HardSigmoid",
+           "HardSwish", "Elu", "Selu", "Floor", "Ceil"],
+)  # fmt: skip
 def test_unary(op):
-    check(op, [rnd(1, 3, 5, 7, low=-4, high=4)])
+    check(op, [rnd(1, 3, 5, 7, low=-4, high=4)], opset=14)  # HardSwish came in 14
 
 
-@pytest.mark.parametrize("op", ["Sqrt", "Reciprocal"])
+@pytest.mark.parametrize("op", ["Sqrt", "Reciprocal", "Log"])
 def test_unary_positive(op):
     check(op, [rnd(1, 3, 5, 7, low=0.1, high=4)])
+
+
+def test_activation_attributes():
+    x = rnd(1, 3, 5, 7, low=-4, high=4)
+    check("HardSigmoid", [x], {"alpha": 0.25, "beta": 0.4})
+    check("Elu", [x], {"alpha": 0.5})
+    check("Selu", [x], {"alpha": 1.5, "gamma": 1.2})
 
 
 def test_leaky_relu_and_prelu():

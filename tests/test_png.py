@@ -11,6 +11,7 @@ second, independent encoder for 16-bit colour. Pillow reads everything but
 from __future__ import annotations
 
 import struct
+import subprocess
 import sys
 import zlib
 
@@ -181,20 +182,46 @@ def test_every_colour_type_and_depth_reads_back_exactly(tmp_path, ctype, depth, 
         np.testing.assert_array_equal(img.alpha, alpha)
 
 
+@pytest.fixture(params=["numpy", "numba"])
+def unfilter_path(request, monkeypatch):
+    """Average and Paeth rows: the numpy diagonals, or the Numba kernel."""
+    import convtool.png
+
+    monkeypatch.setattr(convtool.png, "_use_numba", lambda pixels: request.param == "numba")
+    return request.param
+
+
 @pytest.mark.parametrize("filters", FILTERS)
 @pytest.mark.parametrize("ctype", [2, 4, 6])
-def test_each_row_filter_16bit_colour(filters, ctype):
+def test_each_row_filter_16bit_colour(filters, ctype, unfilter_path):
     samples = _samples(9, 10, 16, ctype)
     pixels, _ = decode_png(make_png(samples, 16, ctype, filters=filters))
     np.testing.assert_array_equal(pixels, samples)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (2, 3), (8, 8), (17, 5)])
-def test_adam7_small_and_odd_sizes(shape):
+def test_adam7_small_and_odd_sizes(shape, unfilter_path):
     """Passes that are empty for tiny images carry no bytes at all."""
     samples = _samples(*shape, 16, 6)
     pixels, _ = decode_png(make_png(samples, 16, 6, interlace=True))
     np.testing.assert_array_equal(pixels, samples)
+
+
+def test_small_paeth_png_is_read_without_numba(tmp_path):
+    """A single read of a small 16-bit Paeth PNG does not pay Numba's start-up."""
+    path = tmp_path / "p.png"
+    samples = _samples(40, 50, 16, 6)
+    path.write_bytes(make_png(samples, 16, 6, filters="paeth"))
+    np.save(tmp_path / "expected.npy", samples)
+    code = (
+        "import sys, numpy as np; from convtool.io import read_image; "
+        f"img = read_image({str(path)!r}); e = np.load({str(tmp_path / 'expected.npy')!r}); "
+        "assert (img.data == e[..., :3]).all() and (img.alpha == e[..., 3]).all(); "
+        "print('numba' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize("channels", [3, 4])
@@ -213,6 +240,28 @@ def test_opencv_16bit_png_reads_exactly(tmp_path, channels):
     np.testing.assert_array_equal(img.data, rgb)
     if channels == 4:
         np.testing.assert_array_equal(img.alpha, px[..., 3])
+
+
+def _with_exif(png: bytes, orientation: int) -> bytes:
+    from PIL import Image as PILImage
+
+    tags = PILImage.Exif()
+    tags[0x0112] = orientation
+    payload = tags.tobytes()[6:]  # an eXIf chunk holds the TIFF block without "Exif\0\0"
+    return png[:33] + _chunk(b"eXIf", payload) + png[33:]
+
+
+@pytest.mark.parametrize("orientation", [1, 2, 3, 5, 6, 8])
+def test_16bit_exif_orientation_turns_as_pillow_does(tmp_path, orientation):
+    """The 16-bit picture turns exactly as Pillow turns the same picture at 8 bits."""
+    samples = _samples(5, 8, 16, 2)
+    high = samples >> 8
+    p16, p8 = tmp_path / "a16.png", tmp_path / "a8.png"
+    p16.write_bytes(_with_exif(make_png(samples, 16, 2), orientation))
+    p8.write_bytes(_with_exif(make_png(high, 8, 2), orientation))
+    got, ref = read_image(p16).data, read_image(p8).data  # ref: Pillow's exif_transpose
+    assert got.shape == ref.shape == ((8, 5, 3) if orientation in (5, 6, 8) else (5, 8, 3))
+    np.testing.assert_array_equal(np.floor(got / 256), ref)
 
 
 def test_16bit_rgb_gray_option_uses_all_16_bits(tmp_path):

@@ -232,7 +232,8 @@ def test_max_maps_draws_the_most_active_and_a_flat_output_as_one_tile(tmp_path, 
     outdir = tmp_path / "most"
     res = run("visualize", small_gray, "--layers", net, "--max-maps", "5", "-o", outdir)
     assert res.exit_code == 0, res.output
-    lay = layout(6, 126, 126, title=True)  # input + the 5 most active of 40
+    # input + the 5 most active of 40, under a two-line title (it says so)
+    lay = layout(6, 126, 126, title=2)
     assert read(outdir / "01_conv.png").shape[:2] == (lay.height, lay.width)
     lay = layout(2, 6 * 28, 7 * 28, title=True)  # input + a 6x7 block of 40 values, 28x
     assert read(outdir / "02_pool.png").shape[:2] == (lay.height, lay.width)
@@ -270,6 +271,9 @@ def test_labels_print_the_top_classes_as_json_lines_when_piped(tmp_path, small_g
     assert [r["index"] for r in rows] == best.tolist()
     assert [r["label"] for r in rows] == [names[i] for i in best]
     np.testing.assert_allclose([r["probability"] for r in rows], p[best], rtol=1e-6)
+    page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert "Top 3 of 12 classes (softmax of pool)" in page
+    assert all(f"<td>{names[i]}</td>" in page for i in best)
 
 
 def test_bad_labels_are_one_line_and_exit_2(tmp_path, small_gray):

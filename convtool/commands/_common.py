@@ -20,11 +20,13 @@ def print_error(message: str) -> None:
     sys.stderr.flush()
 
 
-def cli_errors(func: F) -> F:
+def cli_errors(func: F, *, exit_code: int | None = None) -> F:
     """Turn a user error into one line on stderr and its exit code.
 
     A :class:`ConvtoolError` (and only that) is reported without a traceback;
-    anything else is a bug and keeps its traceback.
+    anything else is a bug and keeps its traceback. The exit code is the
+    error's own (1 input, 2 usage) unless ``exit_code`` overrides it
+    (``detect`` exits 2 on every error, as grep does).
     """
 
     tell_about_compiles = not func.__module__.endswith(".warmup")
@@ -36,7 +38,7 @@ def cli_errors(func: F) -> F:
             result = func(*args, **kwargs)
         except ConvtoolError as exc:
             print_error(str(exc))
-            raise typer.Exit(exc.exit_code) from None
+            raise typer.Exit(exc.exit_code if exit_code is None else exit_code) from None
         except KeyboardInterrupt:
             print_error("interrupted")
             raise typer.Exit(130) from None

@@ -11,6 +11,7 @@ import sys
 import typer
 
 from . import _complete
+from ._common import cli_errors
 
 FORMATS = ("auto", "table", "json", "csv")
 FIELDS = ("image", "x", "y", "width", "height", "cx", "cy", "score", "scale")
@@ -178,33 +179,23 @@ def detect_command(
     ),
 ) -> None:
     """Find where images look like a template; exit 0 found, 1 nothing, 2 error."""
-    from ..errors import ConvtoolError
-    from ._common import print_error
-
-    try:
-        code = _run(
-            inputs,
-            template,
-            kernel,
-            method,
-            threshold,
-            max_n,
-            nms_iou,
-            min_distance,
-            scales,
-            gray,
-            fmt,
-            output,
-            heatmap,
-            quiet,
-            threads,
-        )
-    except ConvtoolError as exc:  # every error is exit 2 here, as grep does
-        print_error(str(exc))
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        print_error("interrupted")
-        raise typer.Exit(130) from None
+    code = _run(
+        inputs,
+        template,
+        kernel,
+        method,
+        threshold,
+        max_n,
+        nms_iou,
+        min_distance,
+        scales,
+        gray,
+        fmt,
+        output,
+        heatmap,
+        quiet,
+        threads,
+    )
     raise typer.Exit(code)
 
 
@@ -222,7 +213,7 @@ def _run(
     from ._common import print_error, set_threads
 
     # option errors before any work (search would repeat them for every image)
-    method, _ = det.check_search_options(method, threshold, max_n, nms_iou, min_distance, scales)
+    method, _, _ = det.check_search_options(method, threshold, max_n, nms_iou, min_distance, scales)
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r}: use table, json or csv")
     if fmt == "auto":
@@ -350,4 +341,4 @@ def register(app: typer.Typer) -> None:
         short_help="Find where images look like a template (a neuron as a detector).",
         no_args_is_help=True,
         context_settings={"help_option_names": ["-h", "--help"]},
-    )(detect_command)
+    )(cli_errors(detect_command, exit_code=2))  # every error is exit 2, as grep does

@@ -203,7 +203,11 @@ def summary(
     from ..network.walk import up_to
 
     spec = up_to(net, until) if until else load_net(net)
-    shape = parse_shape(input_shape) if input_shape else spec.input_shape
+    if hasattr(spec, "at_shape") and input_shape:
+        spec = spec.at_shape(input_shape)  # ONNX: "HxW" takes the model's own channels
+        shape = spec.input_shape
+    else:
+        shape = parse_shape(input_shape) if input_shape else spec.input_shape
     layers = plan(spec, shape)
     assert shape is not None  # plan raised otherwise
     if as_json:

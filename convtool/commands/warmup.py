@@ -19,7 +19,8 @@ _STEPS = (
     ("pooling", "convtool.pooling", "warmup"),
     ("detection", "convtool.detection", "warmup"),
     ("png", "convtool.png", "warmup"),
-)  # network has no kernels of its own: it runs on filtering and pooling
+    ("conv2d", "convtool.conv2d", "warmup"),
+)  # network layers run on conv2d, filtering and pooling
 
 
 def _cache_location() -> str:

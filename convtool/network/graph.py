@@ -15,7 +15,7 @@ import heapq
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,42 @@ from .spec import Net, Node, layer_ref, load_net, parse_shape
 INPUT = "input"
 
 Shape = tuple[int, ...]
+
+
+class Numbered(Sequence[str]):
+    """The labels ``r0``, ``r1``, ... made when read: a planned layer may have millions
+    of channels, and planning must stay cheap until the memory check has seen them.
+
+    Examples
+    --------
+    >>> labels = Numbered("c", 3)
+    >>> len(labels), labels[-1], labels[:2], labels == ("c0", "c1", "c2")
+    (3, 'c2', ('c0', 'c1'), True)
+    """
+
+    def __init__(self, prefix: str, n: int) -> None:
+        self.prefix, self.n = prefix, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return tuple(self[j] for j in range(*i.indices(self.n)))
+        j = i + self.n if i < 0 else i
+        if not 0 <= j < self.n:
+            raise IndexError(i)
+        return f"{self.prefix}{j}"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or len(other) != self.n:
+            return False
+        return all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Numbered({self.prefix!r}, {self.n})"
 
 
 @dataclass(eq=False)
@@ -63,8 +99,9 @@ class Layer:
     fc_params : int or None
         Conv only: weights plus biases of a fully connected layer with the
         same input and output sizes.
-    labels : tuple of str
-        One label per output channel (the filter's name when it has one).
+    labels : sequence of str
+        One label per output channel (the filter's name when it has one;
+        numbered labels are a :class:`Numbered` made when read).
     detail : str
         Kernel, stride, pad and such, for tables and titles.
     source : str
@@ -89,7 +126,7 @@ class Layer:
     rf: float = 1
     jump: float | None = 1
     fc_params: int | None = None
-    labels: tuple[str, ...] = ()
+    labels: Sequence[str] = ()
     detail: str = ""
     source: str = ""
     attrs: dict[str, Any] = field(default_factory=dict)
@@ -173,8 +210,9 @@ def shape_text(shape: Shape, sep: str = "x") -> str:
 
 
 def input_layer(shape: Shape) -> Layer:
-    """The pseudo-node for the image: index 0, receptive field 1, jump 1."""
-    return Layer(0, INPUT, INPUT, Node(INPUT, name=INPUT), out_shape=tuple(shape))
+    """The pseudo-node for the image: index 0, receptive field 1, jump 1, channels c0, c1..."""
+    labels = Numbered("c", shape[0]) if len(shape) == 3 else ()
+    return Layer(0, INPUT, INPUT, Node(INPUT, name=INPUT), out_shape=tuple(shape), labels=labels)
 
 
 # ---------------------------------------------------------------- topology
@@ -383,14 +421,13 @@ def _max_jump(ins: list[Layer]) -> float | None:
     return max(jumps) if jumps else None
 
 
-def _inherited_labels(layer: Layer, ins: list[Layer]) -> tuple[str, ...]:
+def _inherited_labels(layer: Layer, ins: list[Layer]) -> Sequence[str]:
     """The first input's channel labels when the channels carry through, else ``c0``, ``c1``..."""
     if len(layer.out_shape) != 3:
         return ()
-    first = ins[0]
-    if first.index > 0 and first.labels and len(first.labels) == layer.out_shape[0]:
-        return first.labels
-    return tuple(f"c{i}" for i in range(layer.out_shape[0]))
+    if len(ins[0].labels) == layer.out_shape[0]:
+        return ins[0].labels
+    return Numbered("c", layer.out_shape[0])
 
 
 # --------------------------------------------------------------------- memory

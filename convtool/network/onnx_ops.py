@@ -284,6 +284,37 @@ _unary("Reciprocal", np.reciprocal)
 _unary("Floor", np.floor)
 _unary("Ceil", np.ceil)
 _unary("Not", np.logical_not)
+_unary("Log", np.log)
+_unary("Softplus", lambda x: np.logaddexp(0, x))
+
+
+@register("HardSigmoid")
+def hard_sigmoid(inputs, attrs, opset, n_outputs):
+    x = inputs[0]
+    alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
+    return [np.clip(x * np.float32(alpha) + np.float32(beta), 0, 1).astype(x.dtype)]
+
+
+@register("HardSwish")
+def hard_swish(inputs, attrs, opset, n_outputs):
+    x = inputs[0]
+    return [(x * np.clip(x / np.float32(6) + np.float32(0.5), 0, 1)).astype(x.dtype)]
+
+
+@register("Elu")
+def elu(inputs, attrs, opset, n_outputs):
+    x = inputs[0]
+    alpha = float(attrs.get("alpha", 1.0))
+    return [np.where(x > 0, x, np.float32(alpha) * np.expm1(np.minimum(x, 0))).astype(x.dtype)]
+
+
+@register("Selu")
+def selu(inputs, attrs, opset, n_outputs):
+    x = inputs[0]
+    alpha = float(attrs.get("alpha", 1.67326319217681884765625))
+    gamma = float(attrs.get("gamma", 1.05070102214813232421875))
+    neg = np.float32(alpha) * np.expm1(np.minimum(x, 0))
+    return [(np.float32(gamma) * np.where(x > 0, x, neg)).astype(x.dtype)]
 
 
 # ------------------------------------------------------------------ pooling

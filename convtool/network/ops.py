@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..modes import pad_before_after
-from .graph import shape_text
+from .graph import Numbered, shape_text
 from .weights import load_arrays, load_weights, named_filters, random_weights
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -133,14 +133,14 @@ def _plan_conv(layer: Layer, ins: list[Layer]) -> Shape:
                 f"(M, {cg}, K, K) for {c} input channels and groups={groups}, "
                 f"M a multiple of {groups}"
             )
-        layer.labels = tuple(f"f{m}" for m in range(weight.shape[0]))
+        layer.labels = Numbered("f", weight.shape[0])
         layer.source = path.name
         m, k = weight.shape[0], weight.shape[2]
     elif "random" in o:
         m, k = o["random"], o["size"]
         if m % groups:
             raise UsageError(f"{where}: random:{m} filters do not split into groups={groups}")
-        layer.labels = tuple(f"r{i}" for i in range(m))
+        layer.labels = Numbered("r", m)
         layer.source = f"random:{m} {o['init']}"
     else:
         stack, names = named_filters(o["filters"], where)
@@ -393,16 +393,11 @@ def _plan_concat(layer: Layer, ins: list[Layer]) -> Shape:
                 f"{other.name!r} ({shape_text(b)}) do not fit together; concat joins "
                 f"channels and needs {what}"
             )
-    if len(first.out_shape) == 3:
-        layer.labels = tuple(f"{x.name}:{label}" for x in ins for label in _channel_labels(x))
+    channels = sum(x.out_shape[0] for x in ins)
+    if len(first.out_shape) == 3 and channels <= 1 << 16:  # else numbered, as planning stays cheap
+        layer.labels = tuple(f"{x.name}:{label}" for x in ins for label in x.labels)
     layer.work_bytes = 0
-    return (sum(x.out_shape[0] for x in ins), *first.out_shape[1:])
-
-
-def _channel_labels(layer: Layer) -> tuple[str, ...]:
-    if layer.labels and len(layer.labels) == layer.out_shape[0]:
-        return layer.labels
-    return tuple(f"c{i}" for i in range(layer.out_shape[0]))
+    return (channels, *first.out_shape[1:])
 
 
 def _concat(layer: Layer, *xs: np.ndarray) -> np.ndarray:
@@ -563,10 +558,6 @@ def _clip(layer: Layer, x: np.ndarray) -> np.ndarray:
     return np.clip(x, np.float32(layer.attrs["min"]), np.float32(layer.attrs["max"]))
 
 
-def _relu6(layer: Layer, x: np.ndarray) -> np.ndarray:
-    return np.clip(x, np.float32(0), np.float32(6))
-
-
 # -------------------------------------------------------------------- registry
 
 #: Node type -> operator. The TOML layer types; the ONNX import registers its own.
@@ -588,5 +579,5 @@ OPS: dict[str, Op] = {
     "softmax": Op(same_shape, _softmax),
     "dropout": Op(_plan_dropout, _identity),
     "clip": Op(_plan_clip, _clip),
-    "relu6": Op(same_shape, _relu6),
+    "relu6": Op(_plan_clip, _clip),  # its options are min 0, max 6
 }

@@ -80,37 +80,49 @@ def random_weights(
     return (rng.standard_normal(shape) * std).astype(np.float32)
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def load_arrays(path: Path, where: str) -> dict[str, np.ndarray]:
     """Every array of a ``.npy`` (key ``""``) or ``.npz`` file, as real float32.
 
     Raises
     ------
     UsageError
-        A missing or unreadable file, or arrays that are not real numbers,
-        naming ``where`` (the layer) and the file.
+        A missing, unreadable, damaged or foreign file, object arrays, or
+        values that are not finite real numbers, naming ``where`` (the layer)
+        and the file.
     """
     try:
-        data = np.load(path, allow_pickle=False)
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
     except FileNotFoundError:
         raise UsageError(f"{where}: weights file {path} does not exist") from None
-    except (OSError, ValueError, EOFError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UsageError(f"{where}: cannot read weights file {path}: {reason}") from None
+    except OSError as exc:
+        raise UsageError(f"{where}: cannot read weights file {path}: {exc.strerror}") from None
+    if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
+        raise UsageError(
+            f"{where}: weights file {path} is not a .npy or .npz file (numpy.save / numpy.savez)"
+        )
     try:
+        data = np.load(path, allow_pickle=False)
         if isinstance(data, np.lib.npyio.NpzFile):
             with data:
                 arrays = {key: np.asarray(data[key]) for key in data.keys()}
         else:
             arrays = {"": np.asarray(data)}
-    except Exception as exc:  # a damaged member of an .npz (zip, zlib, header errors)
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UsageError(f"{where}: cannot read weights file {path}: {reason}") from None
+    except Exception as exc:  # damaged: zip, zlib, header, object arrays...
+        raise UsageError(
+            f"{where}: cannot read weights file {path} (damaged, or not plain numpy arrays): "
+            f"{_first_line(exc)}"
+        ) from None
     for key, arr in arrays.items():
+        what = f"array {key!r}" if key else "weights"
         if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-            what = f"array {key!r}" if key else "weights"
             raise UsageError(f"{where}: {what} in {path.name} must be real numbers")
         if not np.all(np.isfinite(arr)):
-            what = f"array {key!r}" if key else "weights"
             raise UsageError(f"{where}: {what} in {path.name} contain NaN or infinity")
     return {key: arr.astype(np.float32) for key, arr in arrays.items()}
 
