@@ -421,6 +421,11 @@ def _clip_options(where: str, options: dict[str, Any], base_dir: Path | None) ->
     return {"min": lo, "max": hi}
 
 
+def _relu6_options(where: str, options: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
+    _check_keys(where, options, ())
+    return {"min": 0.0, "max": 6.0}  # clip(0, 6), run by the clip operator
+
+
 OptionParser = Callable[[str, dict[str, Any], "Path | None"], dict[str, Any]]
 
 #: TOML / inline layer type -> its option parser. A type listed here needs an
@@ -443,7 +448,7 @@ LAYER_OPTIONS: dict[str, OptionParser] = {
     "softmax": _no_options,
     "dropout": _dropout_options,
     "clip": _clip_options,
-    "relu6": _no_options,
+    "relu6": _relu6_options,
 }
 #: Layer types that join several inputs: a graph, written in TOML.
 JOINS = ("add", "concat")
