@@ -602,13 +602,8 @@ def _run(image, weights, how, pad, pad_value, stride, dilation, correlate, metho
         cval = float(pad_value)
     except (TypeError, ValueError):
         raise UsageError(f"pad value must be a number, got {pad_value!r}") from None
-    for w in weights:  # sizes first, so no work is done before an error
-        conv_output_size(
-            img.shape[0], w.shape[0], stride=stride, dilation=dilation, pad=mode, axis="height"
-        )
-        conv_output_size(
-            img.shape[1], w.shape[1], stride=stride, dilation=dilation, pad=mode, axis="width"
-        )
+    # sizes first, so no work is done before an error
+    _check_sizes(img.shape, weights, stride, dilation, mode, same=how != "single")
     if threads is not None:
         threads = parallel.check_threads(threads)
     responses = [
@@ -625,12 +620,28 @@ def _run(image, weights, how, pad, pad_value, stride, dilation, correlate, metho
         )
         for w in weights
     ]
-    if len({r.shape for r in responses}) > 1 and how != "single":
+    return _combine(responses, how)
+
+
+def _check_sizes(shape, weights, stride, dilation, mode, *, same: bool) -> None:
+    """Every kernel's output size is at least 1x1 (else the axis's own error) and,
+    with ``same``, all of them are equal (they are combined element by element)."""
+    sizes = {
+        (
+            conv_output_size(
+                shape[0], w.shape[0], stride=stride, dilation=dilation, pad=mode, axis="height"
+            ),
+            conv_output_size(
+                shape[1], w.shape[1], stride=stride, dilation=dilation, pad=mode, axis="width"
+            ),
+        )
+        for w in weights
+    }
+    if same and len(sizes) > 1:
         raise UsageError(
             "kernels of different sizes give outputs of different sizes with pad 'valid' "
             "or stride > 1; use kernels of one size or a padded mode"
         )
-    return _combine(responses, how)
 
 
 def filter_bank(
@@ -690,25 +701,15 @@ def filter_bank(
         kernels = [kernels]
     if len(kernels) == 0:
         raise UsageError("filter bank is empty: give at least one kernel")
-    responses = [
-        convolve(
-            image,
-            k,
-            pad=pad,
-            pad_value=pad_value,
-            stride=stride,
-            dilation=dilation,
-            correlate=correlate,
-            method=method,
-            threads=threads,
-        )
-        for k in kernels
-    ]
-    if len({r.shape for r in responses}) > 1:
-        raise UsageError(
-            "the kernels give outputs of different sizes (pad 'valid' or stride > 1 with "
-            "kernels of different sizes); use one size or a padded mode"
-        )
+    img = _check_image(image)  # once, not per kernel
+    stride = check_positive_int("stride", stride)
+    dilation = check_positive_int("dilation", dilation)
+    resolved = [_resolve_kernel(k) for k in kernels]
+    # every size before any work, once: each entry's response has its kernels' size
+    all_weights = [w for weights, _ in resolved for w in weights]
+    _check_sizes(img.shape, all_weights, stride, dilation, normalize_pad(pad), same=True)
+    args = (pad, pad_value, stride, dilation, correlate, method, threads)
+    responses = [_run(img, weights, rule, *args) for weights, rule in resolved]
     return _combine(responses, how)
 
 
