@@ -43,13 +43,17 @@ Four algorithms compute the same result (within float32 rounding):
 ``numpy``
     Plain numpy: the outputs' reach gathered through the same index maps,
     then one strided slice per tap (about 1.4 ns per value per tap, one
-    thread). Importing Numba and loading its cached kernels costs about a
-    second per process, more than numpy needs for a whole small image, so
-    while Numba is not loaded ``auto`` runs jobs on numpy until their
-    estimated total would exceed that start-up cost, then loads Numba and
-    uses the compiled paths from there on (rent or buy: never worse than
-    twice the better choice in hindsight). A single ``convtool convolve`` of
-    a photo never pays for Numba; a batch pays once, early.
+    thread); for a job the compiled paths would run separably, a vertical
+    pass then a horizontal one with the same (symmetrised) factors. Importing
+    Numba and loading its cached kernels costs about a second per process,
+    and compiling a kernel the cache does not hold yet several more, far
+    more than numpy needs for a whole photo. So while Numba is not loaded
+    ``auto`` runs jobs on numpy (or numpy's FFT, whichever is cheaper) until
+    their estimated total would exceed that price, then loads Numba and uses
+    the compiled paths from there on (rent or buy, :mod:`convtool.rentbuy`:
+    never worse than about twice the better choice in hindsight). A single
+    ``convtool convolve`` of a photo never pays for Numba, cold cache or
+    warm; a batch pays once, early. ``method="numpy"`` forces it.
 
 Strides: rows are sampled through the row index map; columns are computed
 at full resolution by the vectorised loops and then sampled.
@@ -713,12 +717,11 @@ def filter_bank(
     return _combine(responses, how)
 
 
-def warmup(methods: Sequence[str] = ("direct", "separable")) -> None:
+def warmup() -> None:
     """Compile (or load from the cache) every Numba kernel this module uses.
 
     Two drivers (direct, separable) for float32 and uint8 images; every
-    kernel size and stride goes through the same compiled code. ``methods``:
-    only these drivers (``convtool warmup`` compiles them in separate processes).
+    kernel size and stride goes through the same compiled code.
 
     Examples
     --------
@@ -726,6 +729,6 @@ def warmup(methods: Sequence[str] = ("direct", "separable")) -> None:
     """
 
     w = np.ones((3, 3), np.float32)
-    for method in methods:
-        for dtype in (np.float32, np.uint8):
+    for dtype in (np.float32, np.uint8):
+        for method in ("direct", "separable"):
             convolve(np.zeros((12, 12), dtype), w, method=method)
