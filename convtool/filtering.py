@@ -452,12 +452,11 @@ def _choose(img, out_shape, kshape, stride, dilation, mode, factors, method):
         rent.pop("numpy")
     if method == "numpy":
         return next(iter(rent))
-    finite = img.dtype.kind != "f" or bool(np.isfinite(img).all())
-    if best == "fft" and finite:
-        return best  # numpy's FFT: no Numba either way
+    if best == "fft":
+        return best  # numpy's FFT: no Numba either way (a non-finite image: see _correlate)
     if rentbuy.numba_loaded():
         return best
-    if finite:
+    if img.dtype.kind != "f" or bool(np.isfinite(img).all()):  # one pass, only here
         points = _fft_points(img.shape[0], width, kh, kw, dilation, mode != "valid")
         rent["fft"] = COST["fft_point"] * points * nch
     cheapest = min(rent, key=rent.__getitem__)
