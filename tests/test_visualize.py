@@ -420,3 +420,14 @@ def test_a_dark_16_bit_input_is_drawn_on_its_16_bit_scale(tmp_path, how):
     differ = (dark != bright).any(axis=2)
     assert differ.sum() > 64 * 64 // 2  # the input tile, not just text
     assert dark[differ].max() <= 1 and bright[differ].max() >= 199
+
+
+def test_summary_goes_to_stderr_when_stdout_carries_json_lines(tmp_path, small_gray):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"c{i}\n" for i in range(5)))
+    res = run("visualize", small_gray, "--layers", "conv(random:5,size=3,seed=2) pool(avg,126)",
+              "--labels", labels, "--top", "2", "--summary", "-o", tmp_path / "out")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert len(lines) == 2 and [json.loads(line)["rank"] for line in lines] == [1, 2]
+    assert "5×126×126" in res.stderr and "50" in res.stderr  # the table: shape, 5*9 + 5 params

@@ -340,7 +340,11 @@ def visualize(
     size: int = typer.Option(5, "--size", min=1, help="Kernel size of --bank random:N."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of --bank random:N."),
     gray: bool = typer.Option(False, "--gray", help="Convert the image to luminance first."),
-    summary: bool = typer.Option(False, "--summary", help="Print the network's layer table."),
+    summary: bool = typer.Option(
+        False,
+        "--summary",
+        help="Print the network's layer table (on stderr when stdout is piped).",
+    ),
     max_maps: int = typer.Option(
         32,
         "--max-maps",
@@ -490,7 +494,11 @@ def visualize(
         from .summary import print_summary
 
         h, w, c = shape[1], shape[2], shape[0]
-        print_summary(planned, shape, f"{spec.name}: input {h}x{w}x{c}")
+        # stdout is for programs when piped (the --labels JSON lines): the table is for people
+        import sys
+
+        to_stderr = not sys.stdout.isatty()
+        print_summary(planned, shape, f"{spec.name}: input {h}x{w}x{c}", stderr=to_stderr)
     results = feature_maps(x, spec, layers=planned)  # checked above: run, do not plan again
     outdir.mkdir(parents=True, exist_ok=True)
     thumb = _thumbnail(
