@@ -338,6 +338,33 @@ def test_resnet18_parameters_as_pytorch_counts_them():
     assert conv1.out_shape == (64, 112, 112) and conv1.rf == 7 and conv1.jump == 2
 
 
+# ---------------------------------------------------------------- memory
+
+
+def test_the_weights_are_held_once_as_arrays(tmp_path):
+    n = helper.make_node
+    w = _w(64, 3, 7, 7)  # 37 KB of weights
+    nodes = [n("Conv", ["x", "w"], ["c"], pads=[3] * 4), n("Relu", ["c"], ["out"])]
+    model = _model(nodes, {"w": w}, [1, 3, "H", "W"])
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    before = model.SerializeToString()
+    for source in (path, model):
+        net = load_onnx(source, input_size="20x24")
+        kept = net.opened[0]
+        assert kept is not model and kept.ByteSize() < 2000  # names and shapes, no data
+        assert [(t.name, list(t.dims)) for t in kept.graph.initializer] == [("w", [64, 3, 7, 7])]
+        conv = net.layers[0].options["onnx"].consts["w"]
+        np.testing.assert_array_equal(conv, w)
+        again = net.at_shape("9x11").layers[0].options["onnx"].consts["w"]
+        assert again is conv  # a refold at another size reuses the array, no second copy
+    assert model.SerializeToString() == before  # the caller's model is left as it was
+    x = np.random.default_rng(0).random((20, 24, 3), dtype=np.float32)
+    ref = ort_values(model, x.transpose(2, 0, 1)[None], ["out"])["out"][0]
+    got = feature_maps(x, load_onnx(path))[-1][1]
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
 # ---------------------------------------------------------------- bad input
 
 

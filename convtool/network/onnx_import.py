@@ -260,8 +260,34 @@ def _inline_if(onnx: Any, node: OnnxNode, cond: np.ndarray) -> list[Any]:
     return nodes
 
 
-def open_model(source: str | os.PathLike | Any) -> tuple[Any, str, int, Any]:
-    """Load and check a model: (ModelProto, path text, opset, the image input's ValueInfo)."""
+def _without_weights(onnx: Any, model: Any) -> Any:
+    """A copy of ``model`` whose initializers keep their name, type and shape, not their data.
+
+    Built field by field: ``CopyFrom`` would copy the weights too, and with
+    protobuf's arena a cleared field keeps its memory until the whole message
+    goes. Model-level metadata, doc strings and sparse initializers are left out.
+    """
+    light = onnx.ModelProto(ir_version=model.ir_version)
+    light.opset_import.extend(model.opset_import)
+    light.functions.extend(model.functions)
+    graph, lg = model.graph, light.graph
+    lg.name = graph.name
+    for part in ("node", "input", "output", "value_info"):
+        getattr(lg, part).extend(getattr(graph, part))
+    lg.initializer.extend(
+        onnx.TensorProto(name=t.name, data_type=t.data_type, dims=t.dims) for t in graph.initializer
+    )
+    return light
+
+
+def open_model(source: str | os.PathLike | Any) -> tuple[Any, str, int, Any, dict]:
+    """Load and check a model.
+
+    Returns (ModelProto without weight data, path text, opset, the image
+    input's ValueInfo, the initializers as numpy arrays). The weights are kept
+    once, as arrays: the ModelProto that held them is not referenced (a model
+    read from a file is freed; a caller's ModelProto is left as it was).
+    """
     onnx = _onnx()
     if isinstance(source, onnx.ModelProto):
         model, path = source, source.graph.name or "model"
@@ -274,12 +300,15 @@ def open_model(source: str | os.PathLike | Any) -> tuple[Any, str, int, Any]:
             f"{path}: opset {opset or 'unknown'} is older than {MIN_OPSET}; convert it with "
             "onnx.version_converter.convert_version(model, 13) or export again"
         )
-    weights = {t.name for t in model.graph.initializer}
-    images = [v for v in model.graph.input if v.name not in weights]
+    names = {t.name for t in model.graph.initializer}
+    images = [v.name for v in model.graph.input if v.name not in names]
     if len(images) != 1:
-        names = ", ".join(v.name for v in images) or "none"
-        raise UsageError(f"{path}: convtool needs a model with one image input; it has {names}")
-    return model, path, opset, images[0]
+        listed = ", ".join(images) or "none"
+        raise UsageError(f"{path}: convtool needs a model with one image input; it has {listed}")
+    weights = {t.name: _array(onnx, t) for t in model.graph.initializer}
+    light = _without_weights(onnx, model)
+    image = next(v for v in light.graph.input if v.name == images[0])
+    return light, path, opset, image, weights
 
 
 def read_onnx(
@@ -287,7 +316,7 @@ def read_onnx(
     input_size: Any = None,
     until: str | None = None,
     *,
-    opened: tuple[Any, str, int, Any] | None = None,
+    opened: tuple[Any, str, int, Any, dict] | None = None,
 ) -> OnnxGraph:
     """Load an ONNX model, fix its input shape and fold its constants.
 
@@ -308,9 +337,9 @@ def read_onnx(
         uses an operator convtool does not have (named, with the list).
     """
     onnx = _onnx()
-    model, path, opset, image = opened or open_model(source)
+    model, path, opset, image, weights = opened or open_model(source)
     graph = model.graph
-    constants: dict[str, np.ndarray] = {t.name: _array(onnx, t) for t in graph.initializer}
+    constants: dict[str, np.ndarray] = dict(weights)
     shape, _ = _input_shape(path, image, input_size)
 
     # the live part of the graph, with every constant computed once
@@ -614,7 +643,7 @@ class OnnxNet(Net):
             The size is dynamic and not given, or differs from the size the
             model fixes.
         """
-        model, path, _, image = self.opened
+        model = self.opened[0]
         if input_shape is None:
             if self.input_shape is not None:
                 return self
@@ -637,7 +666,7 @@ class OnnxNet(Net):
         """The same model read only up to node ``until`` (at the same input size)."""
         cut = replace(self, until=until, layers=(), input_shape=None, graph=None, cache={})
         if self.input_shape is not None:
-            _, path, _, image = self.opened
+            image = self.opened[3]
             return cut.at_shape(self.input_shape if _fixed_shape(image) is None else None)
         return cut
 
@@ -682,7 +711,7 @@ def load_onnx(
     ([('Relu', 'y')], (3, 4, 5))
     """
     opened = open_model(source)
-    _, path, _, image = opened
+    _, path, _, image, _ = opened
     file = Path(path)
     net = OnnxNet(
         layers=(),
