@@ -185,11 +185,11 @@ def _plan_conv(layer: Layer, ins: list[Layer]) -> Shape:
     extra = f" groups {groups}" if groups > 1 else ""
     d_text = f" dilation {d}" if d > 1 else ""
     layer.detail = f"{k}x{k}/{s} {pad_text}{d_text}{extra}"
-    # a padded copy of the input, one block of im2col patches (<= 32 MiB) and
-    # a second output-sized buffer for the per-channel path
+    # conv2d's scratch: a padded copy of the input and one block of im2col
+    # patches (at most 32 MiB); the output is counted with the maps
     padded = nbytes((c, h + padding[0] + padding[1], w + padding[2] + padding[3]))
     patches = min(nbytes((cg * k * k, oh, ow)), (1 << 25) + nbytes((cg * k * k, ow)))
-    layer.work_bytes = (padded if any(padding) else 0) + patches + nbytes((m, oh, ow))
+    layer.work_bytes = (padded if any(padding) else 0) + patches
 
     if weight is not None:
         arrays = {"weight": np.ascontiguousarray(weight, dtype=np.float32)}
@@ -288,13 +288,6 @@ def _plan_pool(layer: Layer, ins: list[Layer]) -> Shape:
     layer.jump = layer.jump * s
     layer.detail = f"{mode} {f}x{f}/{s}{pad_text}{' ceil' if o['ceil'] else ''}"
     return (c, oh, ow)
-
-
-def _load_numba_pool() -> None:
-    # Pooling runs on Numba, so the process pays its start-up anyway; load it
-    # first so that convolutions take the compiled paths, not the numpy path
-    # convtool.filtering uses while Numba is not loaded.
-    import convtool.core.pool  # noqa: F401
 
 
 def _run_pool(layer: Layer, x: np.ndarray) -> np.ndarray:
@@ -563,7 +556,7 @@ def _clip(layer: Layer, x: np.ndarray) -> np.ndarray:
 #: Node type -> operator. The TOML layer types; the ONNX import registers its own.
 OPS: dict[str, Op] = {
     "conv": Op(_plan_conv, _run_conv),
-    "pool": Op(_plan_pool, _run_pool, prepare=_load_numba_pool),
+    "pool": Op(_plan_pool, _run_pool),
     "relu": Op(same_shape, _relu),
     "leaky_relu": Op(_plan_leaky_relu, _leaky_relu),
     "tanh": Op(same_shape, _tanh),
