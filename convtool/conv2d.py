@@ -238,8 +238,10 @@ def _conv_winograd(
 ) -> np.ndarray:
     """3x3 stride-1 correlation by Winograd F(4x4, 3x3), one call per group.
 
-    The padded input is built once, in a frame of whole 4x4 output tiles (the
-    extra rows and columns are zeros that only feed outputs that are cut off).
+    Constant padding is never built: the kernel reads the input through a
+    frame of whole 4x4 output tiles and fills what lies outside (the extra
+    rows and columns only feed outputs that are cut off). Other pad modes pad
+    a copy with numpy first.
     """
     from .core.conv_winograd import weight_transform, winograd_f43
 
@@ -248,22 +250,11 @@ def _conv_winograd(
     m = w.shape[0]
     oh, ow = h + top + bottom - 2, wd + left + right - 2
     th, tw = -(-oh // 4), -(-ow // 4)
-    fh, fw = 4 * th + 2, 4 * tw + 2
-    if pad_mode == "constant" or not any(padding):
-        frame = np.empty((c, fh, fw), np.float32)
-        fill = np.float32(pad_value)
-        frame[:, :top] = fill
-        frame[:, top + h :] = fill
-        frame[:, top : top + h, :left] = fill
-        frame[:, top : top + h, left + wd :] = fill
-        frame[:, top : top + h, left : left + wd] = x
-        if (fh, fw) != (h + top + bottom, wd + left + right):
-            frame[:, top + h + bottom :] = 0.0
-            frame[:, :, left + wd + right :] = 0.0
-    else:
-        padded = _pad(x, padding, pad_mode, pad_value)
-        frame = np.zeros((c, fh, fw), np.float32)
-        frame[:, : padded.shape[1], : padded.shape[2]] = padded
+    fill = np.float32(pad_value if pad_mode == "constant" else 0.0)
+    if pad_mode != "constant" and any(padding):
+        x = _pad(x, padding, pad_mode, pad_value)
+        top = left = 0
+    x = np.ascontiguousarray(x)
     out = np.empty((m, 4 * th, 4 * tw), np.float32)
     b = np.zeros(m, np.float32) if bias is None else np.ascontiguousarray(bias)
     # Tile rows per unit of work: about WINOGRAD_BLOCK_TILES tiles (long vector loops in
@@ -276,7 +267,7 @@ def _conv_winograd(
         wg = np.ascontiguousarray(w[g * mg : (g + 1) * mg])
         u = np.empty((36, mg, cg), np.float32)
         _spread(weight_transform, (wg, u), mg, threads)
-        args = (frame[g * cg : (g + 1) * cg], u, b[g * mg : (g + 1) * mg],
+        args = (x[g * cg : (g + 1) * cg], top, left, fill, u, b[g * mg : (g + 1) * mg],
                 out[g * mg : (g + 1) * mg], rows, m_parts)  # fmt: skip
         _spread(winograd_f43, args, items, threads)
     if (4 * th, 4 * tw) != (oh, ow):
