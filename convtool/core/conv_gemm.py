@@ -28,77 +28,81 @@ _FASTMATH = {"contract", "arcp", "nsz"}
 #: Output pixels per product tile (long vector loops, an L1-sized row per channel).
 N_BLOCK = 256
 #: Output channels per product tile.
-M_BLOCK = 16
+M_BLOCK = 64
+#: Patch rows per pass over a tile's output channels (64 x N_BLOCK floats: 64 KiB).
+R_CHUNK = 64
 
 
 @njit(cache=True, fastmath=_FASTMATH)
 def _tile(w, patches, bias, out, m0, m1, n0, n1, off):
-    """out[m, off + n0 : off + n1] = bias[m] + w[m] @ patches[:, n0:n1] for m in [m0, m1)."""
+    """out[m, off + n0 : off + n1] = bias[m] + w[m] @ patches[:, n0:n1] for m in [m0, m1).
+
+    The patch rows go by in chunks of R_CHUNK, and each chunk serves every
+    output channel of the tile while it is in cache.
+    """
     nr = w.shape[1]
     n = n1 - n0
     lo = off + n0
     hi = off + n1
-    m = m0
-    while m < m1:
-        if m + 4 <= m1:
-            # views over exactly the tile's columns, loops from 0: LLVM vectorises these
-            oa = out[m, lo:hi]
-            ob = out[m + 1, lo:hi]
-            oc = out[m + 2, lo:hi]
-            od = out[m + 3, lo:hi]
-            wa = w[m]
-            wb = w[m + 1]
-            wc = w[m + 2]
-            wd = w[m + 3]
-            ba, bb, bc, bd = bias[m], bias[m + 1], bias[m + 2], bias[m + 3]
-            for k in range(n):
-                oa[k] = ba
-                ob[k] = bb
-                oc[k] = bc
-                od[k] = bd
-            r = 0
-            while r + 4 <= nr:
-                a0, a1, a2, a3 = wa[r], wa[r + 1], wa[r + 2], wa[r + 3]
-                b0, b1, b2, b3 = wb[r], wb[r + 1], wb[r + 2], wb[r + 3]
-                c0, c1, c2, c3 = wc[r], wc[r + 1], wc[r + 2], wc[r + 3]
-                d0, d1, d2, d3 = wd[r], wd[r + 1], wd[r + 2], wd[r + 3]
-                p0 = patches[r, n0:n1]
-                p1 = patches[r + 1, n0:n1]
-                p2 = patches[r + 2, n0:n1]
-                p3 = patches[r + 3, n0:n1]
-                for k in range(n):
-                    x0 = p0[k]
-                    x1 = p1[k]
-                    x2 = p2[k]
-                    x3 = p3[k]
-                    oa[k] = (((oa[k] + a0 * x0) + a1 * x1) + a2 * x2) + a3 * x3
-                    ob[k] = (((ob[k] + b0 * x0) + b1 * x1) + b2 * x2) + b3 * x3
-                    oc[k] = (((oc[k] + c0 * x0) + c1 * x1) + c2 * x2) + c3 * x3
-                    od[k] = (((od[k] + d0 * x0) + d1 * x1) + d2 * x2) + d3 * x3
-                r += 4
-            while r < nr:
-                a0, b0, c0, d0 = wa[r], wb[r], wc[r], wd[r]
-                p0 = patches[r, n0:n1]
-                for k in range(n):
-                    x0 = p0[k]
-                    oa[k] += a0 * x0
-                    ob[k] += b0 * x0
-                    oc[k] += c0 * x0
-                    od[k] += d0 * x0
-                r += 1
-            m += 4
-        else:
-            oa = out[m, lo:hi]
-            wa = w[m]
-            ba = bias[m]
-            for k in range(n):
-                oa[k] = ba
-            for r in range(nr):
-                a0 = wa[r]
-                p0 = patches[r, n0:n1]
-                for k in range(n):
-                    oa[k] += a0 * p0[k]
-            m += 1
+    for m in range(m0, m1):
+        om = out[m, lo:hi]
+        bm = bias[m]
+        for k in range(n):
+            om[k] = bm
+    for r0 in range(0, nr, R_CHUNK):
+        r1 = min(nr, r0 + R_CHUNK)
+        m = m0
+        while m < m1:
+            if m + 4 <= m1:
+                # views over exactly the tile's columns, loops from 0: LLVM vectorises these
+                oa = out[m, lo:hi]
+                ob = out[m + 1, lo:hi]
+                oc = out[m + 2, lo:hi]
+                od = out[m + 3, lo:hi]
+                wa = w[m]
+                wb = w[m + 1]
+                wc = w[m + 2]
+                wd = w[m + 3]
+                r = r0
+                while r + 4 <= r1:
+                    a0, a1, a2, a3 = wa[r], wa[r + 1], wa[r + 2], wa[r + 3]
+                    b0, b1, b2, b3 = wb[r], wb[r + 1], wb[r + 2], wb[r + 3]
+                    c0, c1, c2, c3 = wc[r], wc[r + 1], wc[r + 2], wc[r + 3]
+                    d0, d1, d2, d3 = wd[r], wd[r + 1], wd[r + 2], wd[r + 3]
+                    p0 = patches[r, n0:n1]
+                    p1 = patches[r + 1, n0:n1]
+                    p2 = patches[r + 2, n0:n1]
+                    p3 = patches[r + 3, n0:n1]
+                    for k in range(n):
+                        x0 = p0[k]
+                        x1 = p1[k]
+                        x2 = p2[k]
+                        x3 = p3[k]
+                        oa[k] = (((oa[k] + a0 * x0) + a1 * x1) + a2 * x2) + a3 * x3
+                        ob[k] = (((ob[k] + b0 * x0) + b1 * x1) + b2 * x2) + b3 * x3
+                        oc[k] = (((oc[k] + c0 * x0) + c1 * x1) + c2 * x2) + c3 * x3
+                        od[k] = (((od[k] + d0 * x0) + d1 * x1) + d2 * x2) + d3 * x3
+                    r += 4
+                while r < r1:
+                    a0, b0, c0, d0 = wa[r], wb[r], wc[r], wd[r]
+                    p0 = patches[r, n0:n1]
+                    for k in range(n):
+                        x0 = p0[k]
+                        oa[k] += a0 * x0
+                        ob[k] += b0 * x0
+                        oc[k] += c0 * x0
+                        od[k] += d0 * x0
+                    r += 1
+                m += 4
+            else:
+                oa = out[m, lo:hi]
+                wa = w[m]
+                for r in range(r0, r1):
+                    a0 = wa[r]
+                    p0 = patches[r, n0:n1]
+                    for k in range(n):
+                        oa[k] += a0 * p0[k]
+                m += 1
 
 
 def gemm_tiles(m: int, n: int) -> int:
