@@ -6,6 +6,7 @@ The layer-level convolution that networks (TOML specs and ONNX models) run:
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -332,24 +333,32 @@ _POOL: dict[int, Any] = {}
 
 
 def _spread(kernel: Any, args: tuple, items: int, threads: int) -> None:
-    """Run ``kernel(*args, lo, hi)`` over ``range(items)`` cut into one slice per thread.
+    """Run ``kernel(*args, lo, hi)`` over ``range(items)`` on ``threads`` threads.
 
-    The kernels release the GIL, so the slices run at once on a small pool of
-    Python threads kept for the process (the caller's thread takes the first).
+    The kernels release the GIL, so slices run at once on a small pool of
+    Python threads kept for the process, the caller's thread among them. The
+    range is cut into up to four slices per thread that every thread takes
+    from a shared counter: on a busy machine a thread the OS has not scheduled
+    yet leaves its share to the others instead of holding up the call.
     """
-    parts = max(1, min(threads, items))
-    bounds = [items * i // parts for i in range(parts + 1)]
-    if parts == 1:
+    parts = max(1, min(items, 4 * threads))
+    if threads == 1 or parts == 1:
         kernel(*args, 0, items)
         return
-    pool = _POOL.get(parts - 1)
+    bounds = [items * i // parts for i in range(parts + 1)]
+    counter = itertools.count()
+
+    def work() -> None:
+        while (i := next(counter)) < parts:  # next() on a count is atomic under the GIL
+            kernel(*args, bounds[i], bounds[i + 1])
+
+    pool = _POOL.get(threads - 1)
     if pool is None:
         from concurrent.futures import ThreadPoolExecutor
 
-        pool = _POOL[parts - 1] = ThreadPoolExecutor(parts - 1, thread_name_prefix="convtool-conv")
-    slices = zip(bounds[1:-1], bounds[2:], strict=True)
-    futures = [pool.submit(kernel, *args, lo, hi) for lo, hi in slices]
-    kernel(*args, bounds[0], bounds[1])
+        pool = _POOL[threads - 1] = ThreadPoolExecutor(threads - 1, thread_name_prefix="convtool")
+    futures = [pool.submit(work) for _ in range(threads - 1)]
+    work()
     for f in futures:
         f.result()
 
