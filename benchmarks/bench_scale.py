@@ -6,7 +6,9 @@
    <= 0.2x dask-image, <= 1.3x in memory. The lazy results are materialised
    with ``da.store`` into one preallocated array (what a pipeline writing its
    output does); ``.compute()`` (which concatenates the blocks once more) is
-   shown too.
+   shown too. The four calls run in interleaved rounds; times are medians and
+   each ratio is the median of the per-round ratios (a slow spell on the shared
+   machine hits a whole round).
 2. CLI streaming: a generated ~600 MB 8-bit tiled BigTIFF through
    ``convtool convolve big.tif -k gaussian:2 -o out.tif``; peak RSS of the
    whole process (its own getrusage, from a wrapper process) against the 1 GB
@@ -61,16 +63,6 @@ def measured(cmd: list[str]) -> tuple[float, float]:
     return float(seconds), int(kib) / 1024
 
 
-def median_time(fn, repeat: int) -> float:
-    fn()  # warm-up (Numba cache load, dask imports)
-    runs = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - t0)
-    return float(np.median(runs))
-
-
 def bench_api(side: int, chunk: int, repeat: int) -> list[dict]:
     import dask
     import dask.array as da
@@ -91,13 +83,27 @@ def bench_api(side: int, chunk: int, repeat: int) -> list[dict]:
         da.store(lazy, out, lock=False)
         diff_mem = float(np.abs(out - want).max())
         diff_peer = float(np.abs(out - peer.compute()).max())
-        t_mem = median_time(lambda: convtool.convolve(img, w, threads=THREADS), repeat)
-        t_store = median_time(lambda: da.store(convtool.convolve(x, w), out, lock=False), repeat)
-        t_compute = median_time(lambda: convtool.convolve(x, w).compute(), repeat)
-        t_peer = median_time(
-            lambda: da.store(ndfilters.convolve(x, w, mode="mirror"), out, lock=False),
-            max(1, repeat // 2),
-        )
+        # interleaved rounds (the machine is shared: a slow spell hits every column
+        # of its round alike), after one warm-up of each; ratios are per round
+        calls = {
+            "mem": lambda: convtool.convolve(img, w, threads=THREADS),
+            "store": lambda: da.store(convtool.convolve(x, w), out, lock=False),
+            "compute": lambda: convtool.convolve(x, w).compute(),
+            "peer": lambda: da.store(ndfilters.convolve(x, w, mode="mirror"), out, lock=False),
+        }
+        for fn in calls.values():
+            fn()
+        times: dict[str, list[float]] = {k: [] for k in calls}
+        for _ in range(repeat):
+            for k, fn in calls.items():
+                t0 = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t0)
+    t_mem, t_store, t_compute, t_peer = (float(np.median(times[k])) for k in calls)
+
+    def ratio(a: str, b: str) -> float:
+        return float(np.median([x / y for x, y in zip(times[a], times[b], strict=True)]))
+
     case = f"5x5 on {side}x{side} float32, {chunk}x{chunk} chunks"
     rows.append(dict(case=case, what="convtool in memory (numpy)", ms=t_mem * 1e3))
     rows.append(
@@ -105,8 +111,8 @@ def bench_api(side: int, chunk: int, repeat: int) -> list[dict]:
             case=case,
             what="convtool lazy, da.store",
             ms=t_store * 1e3,
-            vs_memory=t_store / t_mem,
-            vs_dask_image=t_store / t_peer,
+            vs_memory=ratio("store", "mem"),
+            vs_dask_image=ratio("store", "peer"),
             max_diff_memory=diff_mem,
             max_diff_dask_image=diff_peer,
         )
@@ -116,8 +122,8 @@ def bench_api(side: int, chunk: int, repeat: int) -> list[dict]:
             case=case,
             what="convtool lazy, .compute()",
             ms=t_compute * 1e3,
-            vs_memory=t_compute / t_mem,
-            vs_dask_image=t_compute / t_peer,
+            vs_memory=ratio("compute", "mem"),
+            vs_dask_image=ratio("compute", "peer"),
         )
     )
     rows.append(dict(case=case, what="dask-image ndfilters.convolve, da.store", ms=t_peer * 1e3))
@@ -230,7 +236,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes (about a minute)")
     ap.add_argument("--dir", help="where to put the generated files (default: a temp dir)")
-    ap.add_argument("--repeat", type=int, default=3, help="timed runs per API case")
+    ap.add_argument("--repeat", type=int, default=7, help="interleaved timed rounds (API)")
     ap.add_argument("--only", choices=("api", "stream", "cluster"), help="run one part")
     ap.add_argument("--json", metavar="FILE", help="also write every number as JSON")
     args = ap.parse_args()

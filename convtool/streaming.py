@@ -416,6 +416,8 @@ def write_lazy(
     total = sum(len(a.chunks[0]) for a in arrays)
     done = [0]
     record: dict[str, Any] = {"min": float("inf"), "max": float("-inf")}
+    if progress is not None:
+        progress(0, total)
 
     def counted(arr: Any) -> Iterator[list[np.ndarray]]:
         for blocks in bands.rows(arr):

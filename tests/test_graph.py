@@ -860,3 +860,55 @@ def test_weight_files_that_are_not_numpy_arrays_name_the_layer_and_file(tmp_path
             line = one_error_line(res)
             assert "layer 1 'w'" in line and re.search(pattern, line), line
             assert not outdir.exists()
+
+
+def test_feature_maps_runs_layers_planned_by_the_caller(camera):
+    img = camera[:20, :24]
+    layers = plan("conv(random:3,size=3) relu", (1, 20, 24))
+    maps = feature_maps(img, "conv(random:3,size=3) relu", layers=layers)
+    assert [layer for layer, _ in maps] == layers  # the same objects, not a second plan
+    with pytest.raises(
+        UsageError, match=r"planned for input \(1, 20, 24\), the image is \(1, 24, 20\)"
+    ):
+        feature_maps(img.T, "conv(random:3,size=3) relu", layers=layers)
+
+
+def test_flat_vectors_join_and_normalise(tmp_path, astronaut):
+    """Two fc heads on one flattened map: concat and add of vectors, batch norm on a vector."""
+    rng_npz(tmp_path, "bn.npz", 3, weight=7, bias=7, running_mean=7, running_var=7)
+    net = write(
+        tmp_path,
+        """
+[[layers]]
+type = "global_pool"
+mode = "max"
+[[layers]]
+name = "flat"
+type = "flatten"
+[[layers]]
+name = "a"
+type = "fc"
+units = 4
+seed = 1
+[[layers]]
+name = "b"
+type = "fc"
+units = 3
+seed = 2
+bias = 0.5
+inputs = ["flat"]
+[[layers]]
+name = "both"
+type = "concat"
+inputs = ["a", "b"]
+[[layers]]
+type = "batchnorm"
+weights = "bn.npz"
+[[layers]]
+name = "twice"
+type = "add"
+inputs = ["batchnorm", "both"]
+""",
+    )
+    maps = assert_matches_reference(astronaut[:16, :16] / 255, net)
+    assert [out.shape for _, out in maps][-3:] == [(7,), (7,), (7,)]

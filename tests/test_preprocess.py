@@ -139,3 +139,18 @@ def test_default_resize_and_errors():
         Preprocess(std=(0.0,))
     with pytest.raises(UsageError, match="3 mean values for 1 channels"):
         preprocess(np.zeros((4, 4)), None, mean=[1.0, 2.0, 3.0])
+
+
+def test_the_preprocessing_api_does_not_import_pillow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from convtool.preprocess import preprocess\n"
+        "import convtool.classify, convtool.report\n"
+        "preprocess(np.zeros((40, 50, 3), np.float32), 32, mean='imagenet', std='imagenet')\n"
+        "assert 'PIL' not in sys.modules, 'Pillow was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -486,7 +486,7 @@ def visualize(
 
         h, w, c = shape[1], shape[2], shape[0]
         print_summary(planned, shape, f"{spec.name}: input {h}x{w}x{c}")
-    results = feature_maps(x, spec)
+    results = feature_maps(x, spec, layers=planned)  # checked above: run, do not plan again
     outdir.mkdir(parents=True, exist_ok=True)
     thumb = _thumbnail(seen, grid_kw["max_tile"])  # drawn in every sheet: shrink it once
     written = [outdir / f"{layer.stem}.png" for layer, _ in results]

@@ -89,7 +89,6 @@ from ..conv2d import conv2d
 from .graph import INPUT, Layer, Memory, graph_order, memory_estimate, plan, shape_text
 from .ops import OPS, Op, register
 from .spec import (
-    ACTIVATIONS,
     LAYER_TYPES,
     LayerSpec,
     Net,
@@ -104,7 +103,6 @@ from .walk import as_chw, check_memory, feature_maps, run_layer, walk
 from .weights import BANKS, INITS, named_filters
 
 __all__ = [
-    "ACTIVATIONS",
     "BANKS",
     "INITS",
     "INPUT",

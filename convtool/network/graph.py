@@ -210,8 +210,9 @@ def shape_text(shape: Shape, sep: str = "x") -> str:
 
 
 def input_layer(shape: Shape) -> Layer:
-    """The pseudo-node for the image: index 0, receptive field 1, jump 1."""
-    return Layer(0, INPUT, INPUT, Node(INPUT, name=INPUT), out_shape=tuple(shape))
+    """The pseudo-node for the image: index 0, receptive field 1, jump 1, channels c0, c1..."""
+    labels = Numbered("c", shape[0]) if len(shape) == 3 else ()
+    return Layer(0, INPUT, INPUT, Node(INPUT, name=INPUT), out_shape=tuple(shape), labels=labels)
 
 
 # ---------------------------------------------------------------- topology
@@ -424,9 +425,8 @@ def _inherited_labels(layer: Layer, ins: list[Layer]) -> Sequence[str]:
     """The first input's channel labels when the channels carry through, else ``c0``, ``c1``..."""
     if len(layer.out_shape) != 3:
         return ()
-    first = ins[0]
-    if first.index > 0 and first.labels and len(first.labels) == layer.out_shape[0]:
-        return first.labels
+    if len(ins[0].labels) == layer.out_shape[0]:
+        return ins[0].labels
     return Numbered("c", layer.out_shape[0])
 
 

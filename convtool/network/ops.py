@@ -23,7 +23,7 @@ another module, as the ONNX import does).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,11 +185,11 @@ def _plan_conv(layer: Layer, ins: list[Layer]) -> Shape:
     extra = f" groups {groups}" if groups > 1 else ""
     d_text = f" dilation {d}" if d > 1 else ""
     layer.detail = f"{k}x{k}/{s} {pad_text}{d_text}{extra}"
-    # a padded copy of the input, one block of im2col patches (<= 32 MiB) and
-    # a second output-sized buffer for the per-channel path
+    # conv2d's scratch: a padded copy of the input and one block of im2col
+    # patches (at most 32 MiB); the output is counted with the maps
     padded = nbytes((c, h + padding[0] + padding[1], w + padding[2] + padding[3]))
     patches = min(nbytes((cg * k * k, oh, ow)), (1 << 25) + nbytes((cg * k * k, ow)))
-    layer.work_bytes = (padded if any(padding) else 0) + patches + nbytes((m, oh, ow))
+    layer.work_bytes = (padded if any(padding) else 0) + patches
 
     if weight is not None:
         arrays = {"weight": np.ascontiguousarray(weight, dtype=np.float32)}
@@ -395,15 +395,9 @@ def _plan_concat(layer: Layer, ins: list[Layer]) -> Shape:
             )
     channels = sum(x.out_shape[0] for x in ins)
     if len(first.out_shape) == 3 and channels <= 1 << 16:  # else numbered, as planning stays cheap
-        layer.labels = tuple(f"{x.name}:{label}" for x in ins for label in _channel_labels(x))
+        layer.labels = tuple(f"{x.name}:{label}" for x in ins for label in x.labels)
     layer.work_bytes = 0
     return (channels, *first.out_shape[1:])
-
-
-def _channel_labels(layer: Layer) -> Sequence[str]:
-    if layer.labels and len(layer.labels) == layer.out_shape[0]:
-        return layer.labels
-    return Numbered("c", layer.out_shape[0])
 
 
 def _concat(layer: Layer, *xs: np.ndarray) -> np.ndarray:
@@ -564,10 +558,6 @@ def _clip(layer: Layer, x: np.ndarray) -> np.ndarray:
     return np.clip(x, np.float32(layer.attrs["min"]), np.float32(layer.attrs["max"]))
 
 
-def _relu6(layer: Layer, x: np.ndarray) -> np.ndarray:
-    return np.clip(x, np.float32(0), np.float32(6))
-
-
 # -------------------------------------------------------------------- registry
 
 #: Node type -> operator. The TOML layer types; the ONNX import registers its own.
@@ -589,5 +579,5 @@ OPS: dict[str, Op] = {
     "softmax": Op(same_shape, _softmax),
     "dropout": Op(_plan_dropout, _identity),
     "clip": Op(_plan_clip, _clip),
-    "relu6": Op(same_shape, _relu6),
+    "relu6": Op(_plan_clip, _clip),  # its options are min 0, max 6
 }

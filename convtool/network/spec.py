@@ -27,8 +27,6 @@ from ..errors import UsageError
 from ..modes import normalize_pad
 from .weights import BANKS, INITS
 
-ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "abs")
-
 _CONV_KEYS = (
     "filters",
     "weights",
@@ -59,6 +57,7 @@ _POOL_KEYS = (
     "overlapping",
 )
 _POOL_MODES = ("max", "avg", "min", "lp", "topleft", "stochastic", "fractional")
+_POOL_MODE_ALIASES = {"average": "avg", "mean": "avg"}
 #: Keys of a ``[[layers]]`` table that every type has.
 GRAPH_KEYS = ("type", "name", "inputs")
 _ALIASES = {
@@ -104,11 +103,6 @@ class Node:
     name: str | None = None
     inputs: tuple[str, ...] | None = None
 
-    def describe(self) -> str:
-        """Short text such as ``conv(random=8, seed=1)``."""
-        args = ", ".join(f"{k}={v}" for k, v in self.options.items())
-        return f"{self.kind}({args})" if args else self.kind
-
 
 #: The name the first versions used; a layer spec is a graph node.
 LayerSpec = Node
@@ -138,6 +132,18 @@ class Net:
     input_scale: float = 1.0
     input_shape: tuple[int, int, int] | None = None
     base_dir: Path = field(default_factory=Path)
+
+
+def canonical_kind(kind: Any) -> str:
+    """A layer type as written -> its key: ``Leaky-ReLU`` -> ``leaky_relu``, ``linear`` -> ``fc``.
+
+    Examples
+    --------
+    >>> canonical_kind("Leaky-ReLU"), canonical_kind("BatchNorm2d"), canonical_kind("cat")
+    ('leaky_relu', 'batchnorm', 'concat')
+    """
+    key = str(kind).strip().lower().replace("-", "_")
+    return _ALIASES.get(key, key)
 
 
 def layer_ref(index: int, kind: str, name: str | None = None) -> str:
@@ -286,7 +292,7 @@ def _pool_options(where: str, options: dict[str, Any], base_dir: Path | None) ->
     _check_keys(where, options, _POOL_KEYS)
     opts: dict[str, Any] = {}
     mode = str(options.get("mode", "max")).strip().lower()
-    mode = {"average": "avg", "mean": "avg"}.get(mode, mode)
+    mode = _POOL_MODE_ALIASES.get(mode, mode)
     if mode not in _POOL_MODES:
         raise UsageError(f"{where}: unknown pool mode {mode!r}; use {', '.join(_POOL_MODES)}")
     opts["mode"] = mode
@@ -352,11 +358,6 @@ def _norm_options(where: str, options: dict[str, Any], base_dir: Path | None) ->
     return {"eps": _as_float(where, "eps", options.get("eps", 1e-5))}
 
 
-def _join_options(where: str, options: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
-    _check_keys(where, options, ())
-    return {}
-
-
 def _batchnorm_options(
     where: str, options: dict[str, Any], base_dir: Path | None
 ) -> dict[str, Any]:
@@ -374,7 +375,7 @@ def _global_pool_options(
 ) -> dict[str, Any]:
     _check_keys(where, options, ("mode",))
     mode = str(options.get("mode", "avg")).strip().lower()
-    mode = {"average": "avg", "mean": "avg"}.get(mode, mode)
+    mode = _POOL_MODE_ALIASES.get(mode, mode)
     if mode not in ("avg", "max"):
         raise UsageError(f"{where}: mode must be avg or max, got {mode!r}")
     return {"mode": mode}
@@ -420,6 +421,11 @@ def _clip_options(where: str, options: dict[str, Any], base_dir: Path | None) ->
     return {"min": lo, "max": hi}
 
 
+def _relu6_options(where: str, options: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
+    _check_keys(where, options, ())
+    return {"min": 0.0, "max": 6.0}  # clip(0, 6), run by the clip operator
+
+
 OptionParser = Callable[[str, dict[str, Any], "Path | None"], dict[str, Any]]
 
 #: TOML / inline layer type -> its option parser. A type listed here needs an
@@ -433,8 +439,8 @@ LAYER_OPTIONS: dict[str, OptionParser] = {
     "abs": _no_options,
     "pool": _pool_options,
     "norm": _norm_options,
-    "add": _join_options,
-    "concat": _join_options,
+    "add": _no_options,
+    "concat": _no_options,
     "batchnorm": _batchnorm_options,
     "global_pool": _global_pool_options,
     "flatten": _no_options,
@@ -442,7 +448,7 @@ LAYER_OPTIONS: dict[str, OptionParser] = {
     "softmax": _no_options,
     "dropout": _dropout_options,
     "clip": _clip_options,
-    "relu6": _no_options,
+    "relu6": _relu6_options,
 }
 #: Layer types that join several inputs: a graph, written in TOML.
 JOINS = ("add", "concat")
@@ -498,8 +504,7 @@ def make_layer(
     >>> make_layer(1, "pool", {"mode": "max", "size": 3}).options["stride"]
     3
     """
-    kind = str(kind).strip().lower().replace("-", "_")
-    kind = _ALIASES.get(kind, kind)
+    kind = canonical_kind(kind)
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise UsageError(f"layer {index}: name must be a non-empty string, got {name!r}")
     name = name.strip() if name else None
@@ -574,8 +579,7 @@ def parse_layers(text: str) -> Net:
                 "write layers as type or type(args), e.g. 'conv(edges) relu pool(max,2)'"
             )
         pos = match.end()
-        kind = match.group(1).lower().replace("-", "_")
-        kind = _ALIASES.get(kind, kind)
+        kind = canonical_kind(match.group(1))
         index = len(layers) + 1
         where = layer_ref(index, kind)
         if match.group(2) is None and text[pos:].lstrip().startswith("("):

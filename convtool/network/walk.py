@@ -179,8 +179,20 @@ def _suggest(n: int) -> str:
 # ------------------------------------------------------------------ feature maps
 
 
+def _planned_input(layers: list[Layer]) -> tuple[int, ...] | None:
+    """The input shape planned layers expect (from the first node that reads the image)."""
+    for layer in layers:
+        if INPUT in layer.inputs:
+            return layer.in_shapes[layer.inputs.index(INPUT)]
+    return None
+
+
 def feature_maps(
-    image: np.ndarray, net: Net | str | os.PathLike, *, max_memory: int | str | None = None
+    image: np.ndarray,
+    net: Net | str | os.PathLike,
+    *,
+    max_memory: int | str | None = None,
+    layers: list[Layer] | None = None,
 ) -> list[tuple[Layer, np.ndarray]]:
     """Run ``image`` through ``net`` and return every node's output.
 
@@ -193,6 +205,9 @@ def feature_maps(
         Refuse to run when the estimated peak memory (every map is kept) is
         larger; default: ``CONVTOOL_MAX_MEMORY`` if set, else the memory
         available now; ``"none"`` turns the check off.
+    layers : list of Layer, optional
+        ``plan(net, shape)`` already made by the caller for this image's
+        (C, H, W) shape: run them instead of planning again.
 
     Returns
     -------
@@ -218,7 +233,12 @@ def feature_maps(
     x = as_chw(image)
     if not np.all(np.isfinite(x)):
         raise UsageError("the image contains NaN or infinity")
-    layers = plan(net, x.shape)
+    if layers is None:
+        layers = plan(net, x.shape)
+    elif _planned_input(layers) != x.shape:
+        raise UsageError(
+            f"the layers were planned for input {_planned_input(layers)}, the image is {x.shape}"
+        )
     check_memory(memory_estimate(layers, x.shape), max_memory)
     for kind in dict.fromkeys(layer.kind for layer in layers):
         if OPS[kind].prepare is not None:
