@@ -319,21 +319,29 @@ def weight_transform(w, u, m0, m1):
     """u[:, m, c] = G w[m, c] G^T (the 36 values of a 6x6) for m0 <= m < m1.
 
     ``w``: (M, C, 3, 3) float32, ``u``: (36, M, C). Per output channel, all
-    input channels at once: ``t = G g`` into a (6, 3, C) buffer, then each of
-    the 36 rows of ``u[:, m]`` as one vector loop over the channels.
+    input channels at once: the taps are laid out as nine rows of C, then
+    ``t = G g`` goes into a (6, 3, C) buffer and each of the 36 rows of
+    ``u[:, m]`` is one vector loop over the channels.
     """
     nc = w.shape[1]
+    g = np.empty((9, nc), dtype=np.float32)
     t = np.empty((6, 3, nc), dtype=np.float32)
     for m in range(m0, m1):
         wm = w[m]
+        for c in range(nc):  # the nine taps as rows: every loop below runs along c
+            for k in range(9):
+                g[k, c] = wm[c, k // 3, k % 3]
         for a in range(6):
             g0 = _G[a, 0]
             g1 = _G[a, 1]
             g2 = _G[a, 2]
             for j in range(3):
                 row = t[a, j]
+                r0 = g[j]
+                r1 = g[3 + j]
+                r2 = g[6 + j]
                 for c in range(nc):
-                    row[c] = g0 * wm[c, 0, j] + g1 * wm[c, 1, j] + g2 * wm[c, 2, j]
+                    row[c] = g0 * r0[c] + g1 * r1[c] + g2 * r2[c]
         for a in range(6):
             r0 = t[a, 0]
             r1 = t[a, 1]
