@@ -17,13 +17,21 @@ signature each):
 
 A 1x1 stride-1 convolution needs no gather: the caller passes the input
 itself as ``patches`` (:func:`gemm_bias`).
+
+For long patch rows (many input channels) over few pixels there is the
+transposed pair, :func:`im2row` and :func:`gemm_dot`: one row of taps per
+pixel, and dot products whose sixteen running sums (four channels times four
+pixels) stay in registers.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 _FASTMATH = {"contract", "arcp", "nsz"}
+#: The dot products may be summed in any order ("reassoc"), so they vectorise.
+_FASTMATH_DOT = {"contract", "arcp", "nsz", "reassoc"}
 
 #: Output pixels per product tile (long vector loops, an L1-sized row per channel).
 N_BLOCK = 256
@@ -147,3 +155,118 @@ def im2col(x, kh, kw, sh, sw, dh, dw, y0, y1, ow, patches, r0, r1):
             else:
                 for q in range(ow):
                     pr[base + q] = src[q * sw + j * dw]
+
+
+@njit(cache=True, nogil=True)
+def im2row(x, kh, kw, sh, sw, dh, dw, y0, ow, rows, n0, n1):
+    """rows[n, (c*kh + i)*kw + j] = x[c, y*sh + i*dh, q*sw + j*dw] for pixel y0*ow + n.
+
+    The transpose of :func:`im2col` (one contiguous row of taps per output
+    pixel ``(y, q)``), for the rows ``n0 <= n < n1``.
+    """
+    nc = x.shape[0]
+    for n in range(n0, n1):
+        y = y0 + n // ow
+        q = n % ow
+        row = rows[n]
+        t = 0
+        for c in range(nc):
+            xc = x[c]
+            for i in range(kh):
+                src = xc[y * sh + i * dh]
+                for j in range(kw):
+                    row[t] = src[q * sw + j * dw]
+                    t += 1
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH_DOT)
+def gemm_dot(w, rows, bias, out, off, t0, t1):
+    """out[m, off + n] = bias[m] + w[m] . rows[n], output channels 4*t0 <= m < 4*t1.
+
+    Dot products along the taps, four output channels times four pixels at a
+    time: the sixteen sums stay in registers (vector accumulators) for the
+    whole length of the rows, and each loaded value feeds four of them. Wins
+    over :func:`gemm_bias` when the rows are long (many input channels) and the
+    pixels few (small maps).
+    """
+    nr = w.shape[1]
+    nn = rows.shape[0]
+    m1 = min(w.shape[0], 4 * t1)
+    for m in range(4 * t0, m1, 4):
+        if m + 4 > m1:
+            for mm in range(m, m1):
+                wr = w[mm]
+                for n in range(nn):
+                    pr = rows[n]
+                    s = np.float32(0.0)
+                    for r in range(nr):
+                        s += wr[r] * pr[r]
+                    out[mm, off + n] = s + bias[mm]
+            break
+        wa = w[m]
+        wb = w[m + 1]
+        wc = w[m + 2]
+        wd = w[m + 3]
+        n = 0
+        while n < nn:
+            if n + 4 > nn:
+                pr = rows[n]
+                for mm in range(m, m + 4):
+                    wr = w[mm]
+                    s = np.float32(0.0)
+                    for r in range(nr):
+                        s += wr[r] * pr[r]
+                    out[mm, off + n] = s + bias[mm]
+                n += 1
+                continue
+            pa = rows[n]
+            pb = rows[n + 1]
+            pc = rows[n + 2]
+            pd = rows[n + 3]
+            s00 = s01 = s02 = s03 = np.float32(0.0)
+            s10 = s11 = s12 = s13 = np.float32(0.0)
+            s20 = s21 = s22 = s23 = np.float32(0.0)
+            s30 = s31 = s32 = s33 = np.float32(0.0)
+            for r in range(nr):
+                a = wa[r]
+                b = wb[r]
+                c = wc[r]
+                d = wd[r]
+                e = pa[r]
+                f = pb[r]
+                g = pc[r]
+                h = pd[r]
+                s00 += a * e
+                s01 += a * f
+                s02 += a * g
+                s03 += a * h
+                s10 += b * e
+                s11 += b * f
+                s12 += b * g
+                s13 += b * h
+                s20 += c * e
+                s21 += c * f
+                s22 += c * g
+                s23 += c * h
+                s30 += d * e
+                s31 += d * f
+                s32 += d * g
+                s33 += d * h
+            k = off + n
+            out[m, k] = s00 + bias[m]
+            out[m, k + 1] = s01 + bias[m]
+            out[m, k + 2] = s02 + bias[m]
+            out[m, k + 3] = s03 + bias[m]
+            out[m + 1, k] = s10 + bias[m + 1]
+            out[m + 1, k + 1] = s11 + bias[m + 1]
+            out[m + 1, k + 2] = s12 + bias[m + 1]
+            out[m + 1, k + 3] = s13 + bias[m + 1]
+            out[m + 2, k] = s20 + bias[m + 2]
+            out[m + 2, k + 1] = s21 + bias[m + 2]
+            out[m + 2, k + 2] = s22 + bias[m + 2]
+            out[m + 2, k + 3] = s23 + bias[m + 2]
+            out[m + 3, k] = s30 + bias[m + 3]
+            out[m + 3, k + 1] = s31 + bias[m + 3]
+            out[m + 3, k + 2] = s32 + bias[m + 3]
+            out[m + 3, k + 3] = s33 + bias[m + 3]
+            n += 4
