@@ -1,6 +1,7 @@
 """Whole-process times of the convtool command line, and where its start-up time goes.
 
 Run:  python benchmarks/bench_cli.py [--repeat 10] [--batch 200] [--separate 20] [--json]
+      python benchmarks/bench_cli.py --cold [--repeat 3] [--signatures]
 
 Measures, each as a separate process (wall clock, what a user waits for):
 
@@ -19,6 +20,18 @@ Measures, each as a separate process (wall clock, what a user waits for):
 
 The images are generated from samples/camera.png (shifted copies, so no two files
 are identical) in a temporary directory that is removed at the end.
+
+``--cold`` measures only the first run of a new user instead (issue 10): each of
+``convolve`` (a 2048x2048 8-bit PNG, ``-k gaussian:3``), ``pool`` (the astronaut
+photo, ``--mode avg --size 3 --stride 2``), ``detect`` (a 60x60 template cut from
+the photo) and ``visualize`` (a 4-layer conv/relu/pool/conv net on the photo) is
+run once with NUMBA_CACHE_DIR pointed at a fresh empty directory (cold), then
+--repeat times on that same directory (warm, median); the cold and warm outputs
+must be identical (checked). Then ``convtool warmup`` cold and warm, again in a
+fresh directory. With NUMBA_CACHE_DIR set Numba never reads the package's own
+``__pycache__``; the table says how many index files each cold run wrote.
+``--signatures`` also runs each command cold once more in-process with a Numba
+compile listener and lists every signature compiled, with its compile seconds.
 """
 
 from __future__ import annotations
@@ -143,6 +156,208 @@ def first_call(env: dict[str, str]) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+_COLD_LISTENER = r"""
+import json, sys, time
+from numba.core import event
+stack, rows = [], []
+class Listener(event.Listener):
+    def on_start(self, ev):
+        stack.append([time.perf_counter(), 0.0])
+    def on_end(self, ev):
+        t0, child = stack.pop()
+        dt = time.perf_counter() - t0
+        if stack:
+            stack[-1][1] += dt
+        f = ev.data["dispatcher"].py_func
+        rows.append({"function": f.__module__ + "." + f.__qualname__, "depth": len(stack),
+                     "signature": str(ev.data["args"]), "seconds": dt, "self_seconds": dt - child})
+event.register("numba:compile", Listener())
+sys.argv = ["convtool", *json.loads(sys.argv[1])]
+from convtool.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+sys.__stderr__.write("\nSIGNATURES " + json.dumps(rows) + "\n")
+"""
+
+
+def cold_inputs(directory: Path) -> dict[str, list[str]]:
+    """The four commands of issue 10 and their input files (written to ``directory``)."""
+    import numpy as np
+    from PIL import Image
+
+    samples = REPO / "samples"
+    with Image.open(samples / "camera.png") as im:
+        im.convert("L").resize((2048, 2048), Image.Resampling.BICUBIC).save(
+            directory / "big.png", compress_level=1
+        )
+    with Image.open(samples / "astronaut.png") as im:
+        photo = np.asarray(im.convert("RGB"))
+    Image.fromarray(photo[180:240, 200:260]).save(directory / "template60.png")
+    astro = str(samples / "astronaut.png")
+    net = "conv(random:8,size=3) relu pool(max,2) conv(random:8,size=3)"
+    return {
+        "convolve 2048x2048 PNG -k gaussian:3": [
+            "convolve",
+            str(directory / "big.png"),
+            "-k",
+            "gaussian:3",
+            "-o",
+            "{out}/conv.png",
+        ],
+        "pool photo --mode avg --size 3 --stride 2": [
+            "pool",
+            astro,
+            "--mode",
+            "avg",
+            "--size",
+            "3",
+            "--stride",
+            "2",
+            "-o",
+            "{out}/pool.png",
+        ],
+        "detect 60x60 template in photo": [
+            "detect",
+            astro,
+            "-t",
+            str(directory / "template60.png"),
+            "-o",
+            "{out}/boxes.png",
+        ],
+        "visualize 4-layer conv/relu/pool/conv": [
+            "visualize",
+            astro,
+            "--layers",
+            net,
+            "-o",
+            "{out}/layers/",
+        ],
+    }
+
+
+def _outputs_digest(out: Path, stdout: str) -> str:
+    """One hash of everything a run produced: its files and its stdout."""
+    import hashlib
+
+    h = hashlib.sha256(stdout.encode())
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        h.update(path.relative_to(out).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _timed_run(cmd: list[str], env: dict[str, str], out: Path) -> dict[str, Any]:
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    argv = [a.replace("{out}", str(out)) for a in cmd]
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode not in (0, 1) or (proc.returncode == 1 and argv[1] != "detect"):
+        return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"}
+    return {"seconds": elapsed, "digest": _outputs_digest(out, proc.stdout)}
+
+
+def _index_files(root: Path) -> int:
+    return sum(1 for _ in root.rglob("*.nbi")) if root.exists() else 0
+
+
+def cold_runs(tmp: Path, ct: list[str], repeat: int, signatures: bool) -> dict[str, Any]:
+    """Cold (fresh NUMBA_CACHE_DIR) and warm times of each command, and of warmup."""
+    import convtool.core
+
+    package_cache = Path(convtool.core.__file__).resolve().parent / "__pycache__"
+    package_before = _index_files(package_cache)
+    cases = cold_inputs(tmp)
+    rows = []
+    for k, (name, cmd) in enumerate(cases.items()):
+        log = f"  {name} ..."
+        print(log, file=sys.stderr, flush=True)
+        cache = tmp / f"cache{k}"
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+        cold = _timed_run([*ct, *cmd], env, tmp / "out")
+        row: dict[str, Any] = {"case": name, "cold": cold, "index_files": _index_files(cache)}
+        warm = [_timed_run([*ct, *cmd], env, tmp / "out") for _ in range(repeat)]
+        errors = [r["error"] for r in [cold, *warm] if "error" in r]
+        if errors:
+            row["error"] = errors[0]
+        else:
+            row["cold_s"] = cold["seconds"]
+            row["warm_s"] = statistics.median(r["seconds"] for r in warm)
+            row["warm_runs"] = [r["seconds"] for r in warm]
+            row["same_output"] = all(r["digest"] == cold["digest"] for r in warm)
+        if signatures:
+            sig_env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp / f"sigcache{k}")}
+            (tmp / "out").mkdir(exist_ok=True)
+            argv = [a.replace("{out}", str(tmp / "out")) for a in cmd]
+            proc = subprocess.run(
+                [sys.executable, "-c", _COLD_LISTENER, json.dumps(argv)],
+                capture_output=True,
+                text=True,
+                env=sig_env,
+            )
+            lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("SIGNATURES ")]
+            row["signatures"] = json.loads(lines[-1][len("SIGNATURES ") :]) if lines else []
+        rows.append(row)
+    print("  convtool warmup ...", file=sys.stderr, flush=True)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp / "cache-warmup")}
+    warmup_cold = run_timed([*ct, "warmup", "-q"], repeat=1, warmup=False, env=env)
+    warmup_warm = run_timed([*ct, "warmup", "-q"], repeat=1, warmup=False, env=env)
+    return {
+        "commands": rows,
+        "warmup": {"cold": warmup_cold, "warm": warmup_warm},
+        "package_cache_new_index_files": _index_files(package_cache) - package_before,
+    }
+
+
+def print_cold(doc: dict[str, Any], repeat: int) -> None:
+    print(
+        f"\nfirst run of each command on an empty Numba cache (fresh NUMBA_CACHE_DIR), then"
+        f" warm (median of {repeat}); load average {doc['load_before']} before,"
+        f" {doc['load_after']} after"
+    )
+    rows = []
+    for r in doc["commands"]:
+        if "error" in r:
+            rows.append([r["case"], "failed", r["error"][:60], "", ""])
+            continue
+        rows.append(
+            [
+                r["case"],
+                f"{r['cold_s']:.2f}",
+                f"{r['warm_s']:.2f}",
+                "yes" if r["same_output"] else "**NO**",
+                r["index_files"],
+            ]
+        )
+    for label in ("cold", "warm"):
+        w = doc["warmup"][label]
+        shown = f"{w['median']:.2f}" if "median" in w else "failed: " + w["error"][:50]
+        rows.append([f"convtool warmup ({label} cache)", shown, "", "", ""])
+    print(
+        common.markdown_table(
+            ["command", "cold s", "warm s", "cold output = warm", "index files written"], rows
+        )
+    )
+    print(
+        "index files written to the package's own __pycache__ meanwhile:"
+        f" {doc['package_cache_new_index_files']} (cold runs must not use it)"
+    )
+    for r in doc["commands"]:
+        sigs = r.get("signatures")
+        if sigs is None:
+            continue
+        top = [s for s in sigs if s["depth"] == 0]
+        total = sum(s["self_seconds"] for s in sigs)
+        print(f"\n{r['case']}: {len(sigs)} signatures compiled, {total:.2f} s compiling")
+        for s in sorted(sigs, key=lambda s: -s["self_seconds"])[:12]:
+            print(f"  {s['self_seconds']:6.2f} s  {s['function']} {s['signature'][:90]}")
+        if not top:
+            print("  (none: the command ran without compiling anything)")
+
+
 def make_images(directory: Path, count: int) -> list[Path]:
     import numpy as np
     from PIL import Image
@@ -169,10 +384,41 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also time `convtool warmup` with a cold and a warm cache (minutes when cold)",
     )
+    p.add_argument(
+        "--cold",
+        action="store_true",
+        help="only the first-run table: each command cold (fresh cache) and warm, and warmup",
+    )
+    p.add_argument(
+        "--signatures",
+        action="store_true",
+        help="with --cold: list every signature each cold command compiles",
+    )
     args = p.parse_args(argv)
-    repeat = max(args.repeat, 5)
     ct = convtool_cmd()
     log = lambda msg: print(f"  {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    if args.cold:
+        repeat = max(1, args.repeat if args.repeat != 10 else 3)
+        tmp = Path(tempfile.mkdtemp(prefix="convtool-bench-cold-"))
+        try:
+            load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+            doc = cold_runs(tmp, ct, repeat, args.signatures)
+            doc["load_before"] = load_before
+            doc["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        doc.update({"benchmark": "cli-cold", "machine": common.machine(), "convtool": ct})
+        if args.json:
+            common.dump_json(args.json, doc)
+            if args.json == "-":
+                return 0
+        print(common.machine_text(doc["machine"]))
+        import convtool
+
+        print(f"convtool from {Path(convtool.__file__).parent}")
+        print_cold(doc, repeat)
+        return 0
+    repeat = max(args.repeat, 5)
 
     commands: list[dict[str, Any]] = []
 

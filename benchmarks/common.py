@@ -138,6 +138,10 @@ def set_threads(n: int) -> None:
     import importlib
 
     importlib.import_module("convtool.core")
+    try:  # convtool's own thread setting (its kernels run on Python threads)
+        importlib.import_module("convtool.parallel").set_threads(n)
+    except ImportError:  # an older convtool: Numba's threads only
+        pass
     import numba
 
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))

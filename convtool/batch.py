@@ -678,13 +678,10 @@ def image_batch(
     def _write_streamed(job, image, result, alpha, kind, encode):
         from .chunked import is_dask
         from .io import _max_pixels
+        from .parallel import get_threads
         from .streaming import STREAM_OUTPUTS, Bands, compute_whole, progress_bar, write_lazy
 
-        threads = os.cpu_count() or 1
-        if "numba" in sys.modules:  # --threads, when given, caps the local pool too
-            import numba
-
-            threads = numba.get_num_threads()
+        threads = get_threads()  # --threads, when given, caps the local pool too
         bands = Bands(image.source, image.window, client=client, threads=threads)
         if kind in STREAM_OUTPUTS and is_dask(result):
             bar = progress_bar(f"{command} {job.input}", not quiet and len(plan) == 1)

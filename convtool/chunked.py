@@ -218,7 +218,7 @@ def _prepare(x: Any, what: str) -> Any:
 
 
 def task_threads(nblocks: int) -> int:
-    """Numba threads per task so that tasks x threads does not exceed the cores."""
+    """Compute threads per task so that tasks x threads does not exceed the cores."""
     cores = os.cpu_count() or 1
     return max(1, cores // max(1, min(nblocks, cores)))
 
@@ -271,9 +271,8 @@ def _graph(
 def _conv_block(
     blocks, *, rplan, cplan, rspan, cspan, wc, cval, stride, dilation, method, dtype, threads
 ):
-    from .filtering import _correlate, _set_threads
+    from .filtering import _correlate
 
-    _set_threads(threads)
     buf = _assemble(blocks, rplan, cplan, cval, dtype)
     if buf.dtype not in (np.float32, np.uint8):
         buf = buf.astype(np.float32)
@@ -507,14 +506,11 @@ def _uniforms(seed: int, nplanes: int, oh: int, ow: int, rspan, cspan) -> np.nda
 
 def _pool_block(blocks, *, rplan, cplan, rspan, cspan, mode, size, stride, ceil, fill, opts,
                 seed, nplanes, oh, ow, threads):  # fmt: skip
-    from . import pooling
+    from . import parallel, pooling
     from .core import pool as core
 
     buf = _assemble(blocks, rplan, cplan, fill, np.dtype(np.float32))
     want = (rspan[1] - rspan[0], cspan[1] - cspan[0])
-    import numba
-
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     if mode == "stochastic" and float(buf.min()) < 0:
         raise UsageError(
             f"stochastic pooling needs non-negative activations, the image has "
@@ -529,21 +525,24 @@ def _pool_block(blocks, *, rplan, cplan, rspan, cspan, mode, size, stride, ceil,
     rows = pooling._axis(core, buf.shape[0], want[0], size, stride, 0, "valid")
     cols = pooling._axis(core, buf.shape[1], want[1], size, stride, 0, "valid")
     outs = []
-    for c, plane in enumerate(pooling._planes(buf)):
-        out = np.empty(want, dtype=np.float32)
-        if mode == "topleft":
-            out[...] = plane[np.ix_(rows.map[: (want[0] - 1) * stride + 1 : stride],
-                                    cols.map[: (want[1] - 1) * stride + 1 : stride])]  # fmt: skip
-        elif mode == "stochastic":
-            uc = np.zeros((1, 1)) if u is None else u[c]
-            core.stochastic(plane, out, uc, rows.map, cols.map, fill, size, stride, evaluate)
-        elif mode == "lp":
-            p = pooling._check_p(opts.get("p", 2.0))
-            out[...] = pooling._lp(core, plane, p, size, stride, 0, rows, cols, fill)
-        else:
-            op = {"max": core.OP_MAX, "min": core.OP_MIN, "avg": core.OP_SUM}[mode]
-            pooling._reduce(core, plane, out, op, size, stride, 0, rows, cols, fill)
-        outs.append(out)
+    with parallel.threads(threads):  # this task's share of the cores
+        for c, plane in enumerate(pooling._planes(buf)):
+            out = np.empty(want, dtype=np.float32)
+            if mode == "topleft":
+                r = rows.map[: (want[0] - 1) * stride + 1 : stride]
+                k = cols.map[: (want[1] - 1) * stride + 1 : stride]
+                out[...] = plane[np.ix_(r, k)]
+            elif mode == "stochastic":
+                uc = np.zeros((1, 1)) if u is None else u[c]
+                args = (plane, out, uc, rows.map, cols.map, fill, size, stride, evaluate)
+                core.stochastic(*args, 0, want[0])
+            elif mode == "lp":
+                p = pooling._check_p(opts.get("p", 2.0))
+                out[...] = pooling._lp(core, plane, p, size, stride, 0, rows, cols, fill)
+            else:
+                op = {"max": core.OP_MAX, "min": core.OP_MIN, "avg": core.OP_SUM}[mode]
+                pooling._reduce(core, plane, out, op, size, stride, 0, rows, cols, fill)
+            outs.append(out)
     return pooling._stack(outs, buf.ndim)
 
 
@@ -558,7 +557,7 @@ def _fractional_block(blocks, *, rplan, cplan, rspan, cspan, rb, cb, overlapping
     outs = []
     for plane in pooling._planes(buf):
         out = np.empty((r1 - r0, c1 - c0), dtype=np.float32)
-        core.fractional_max(plane, out, rows, cols, overlapping)
+        core.fractional_max(plane, out, rows, cols, overlapping, 0, r1 - r0)
         outs.append(out)
     return pooling._stack(outs, buf.ndim)
 

@@ -117,20 +117,16 @@ def threads_by_worker(client: Any) -> dict[str, int]:
 
 
 def _limit_threads(threads: dict[str, int]) -> None:
-    """On a worker: cap Numba's threads for this task (if Numba is loaded)."""
-    import sys
-
-    if "numba" not in sys.modules:
-        return
+    """On a worker: cap the compute threads of this process's tasks."""
     try:
         from distributed import get_worker
 
         n = threads.get(get_worker().address, 1)
     except (ImportError, ValueError):
         n = 1
-    import numba
+    from .parallel import set_threads
 
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    set_threads(max(1, n))
 
 
 def read_bytes(path: str) -> bytes:

@@ -86,17 +86,19 @@ def conv2d(
         loops itself, so it wins for one channel per group (first layers,
         depthwise) and for large kernels.
     ``matmul``
-        The im2col product with numpy's matmul (BLAS); kept as a reference
-        path, ``auto`` does not take it.
+        The im2col product with numpy's matmul (BLAS). ``auto`` takes it
+        instead of ``winograd`` or ``gemm`` while Numba is not loaded and the
+        layer costs less than loading it (:mod:`convtool.rentbuy`), so a small
+        network never pays Numba's start-up or a first compile.
 
     ``auto`` takes ``winograd`` for 3x3 stride-1 layers with at least 8 input
     and output channels per group where its products cost at most two thirds
     of im2col's (maps of about 28x28 and larger), else ``bank`` for a kernel
     side >= 9 or at most 24 (output, input) channel pairs per group (equal
     strides), else ``gemm``. The ``winograd`` and ``gemm`` kernels are serial,
-    release the GIL and are spread over ``numba.get_num_threads()`` Python
-    threads (``--threads``), so they compile quickly and never compete with
-    a BLAS thread pool for the cores.
+    release the GIL and are spread over :func:`convtool.parallel.get_threads`
+    Python threads (``--threads``), so they compile quickly and never compete
+    with a BLAS thread pool for the cores.
 
     Examples
     --------
@@ -146,6 +148,8 @@ def conv2d(
             method = "bank"
         else:
             method = "gemm"
+        if method != "bank" and _matmul_for_now(method, m, cg * kh * kw, oh * ow):
+            method = "matmul"
     elif method not in METHODS:
         raise UsageError(f"unknown conv2d method {method!r}: use {', '.join(METHODS)}")
     elif method == "winograd" and not winograd_ok:
@@ -196,6 +200,26 @@ def warmup() -> None:
     w = np.zeros((8, 8, 3, 3), np.float32)
     conv2d(x, w, method="winograd")
     conv2d(x, w, method="gemm")
+
+
+#: numpy im2col + BLAS (``matmul``), estimated ns per patch value gathered and
+#: per multiply-add of the product.
+MATMUL_GATHER_NS = 1.0
+MATMUL_MAC_NS = 0.05
+
+
+def _matmul_for_now(method: str, m: int, taps: int, pixels: int) -> bool:
+    """Rent or buy (:mod:`convtool.rentbuy`): while Numba is not loaded, a layer
+    that costs numpy less than loading Numba (and compiling the kernel, if it
+    is not cached) runs as ``matmul``."""
+    from . import rentbuy
+
+    kernels = {
+        "winograd": ["conv_winograd.winograd_f43", "conv_winograd.weight_transform"],
+        "gemm": ["conv_gemm.gemm_bias", "conv_gemm.im2col"],
+    }[method]
+    cost = MATMUL_GATHER_NS * taps * pixels + MATMUL_MAC_NS * m * taps * pixels
+    return rentbuy.prefer_numpy(cost, kernels)
 
 
 def _winograd_blocks(th: int, tw: int, m: int, threads: int) -> tuple[int, int]:
@@ -340,10 +364,10 @@ def _conv_gemm(
 
 
 def _threads() -> int:
-    """Numba's thread count (``numba.set_num_threads``, ``--threads``): the fast paths use it."""
-    import numba
+    """The compute threads (``--threads``, :func:`convtool.parallel.set_threads`)."""
+    from .parallel import get_threads
 
-    return numba.get_num_threads()
+    return get_threads()
 
 
 _POOL: dict[int, Any] = {}

@@ -36,13 +36,14 @@ Vision Interface 1995.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
+from . import parallel, rentbuy
 from .errors import UsageError
 
 #: Accepted method names -> canonical name.
@@ -142,15 +143,37 @@ def _check_pair(planes: np.ndarray, tmpl: np.ndarray) -> np.ndarray:
 
 def _threads(threads: int | None) -> int:
     if threads is None:
-        try:
-            import numba
+        return parallel.get_threads()
+    return parallel.check_threads(threads)
 
-            return max(1, int(numba.get_num_threads()))
-        except Exception:  # pragma: no cover - numba is a hard dependency
-            return max(1, os.cpu_count() or 1)
-    if int(threads) != threads or threads < 1:
-        raise UsageError(f"threads must be a whole number >= 1, got {threads!r}")
-    return int(threads)
+
+#: numpy path (:mod:`convtool.core.match_numpy`), estimated ns per score and
+#: channel (window sums and scores), and per score per template pixel (direct).
+NUMPY_SCORE_NS = 40.0
+NUMPY_DIRECT_NS = 2.0
+#: Python suppression loop, estimated ns per candidate.
+NUMPY_SUPPRESS_NS = 5000.0
+
+
+def _kernels(planes: np.ndarray, sizes: Sequence[tuple[int, int]]) -> Any:
+    """The kernel module for a job: Numba's, or the numpy twin while Numba is not
+    loaded and this job costs less than loading it (:mod:`convtool.rentbuy`)."""
+    n_ch, height, width = planes.shape
+    cost = 0.0
+    names = ["match.value_stats", "match.normalize_block", "match.find_peaks"]
+    for h, w in sizes:
+        outputs = (height - h + 1) * (width - w + 1)
+        cost += NUMPY_SCORE_NS * n_ch * outputs
+        if h * w <= DIRECT_MAX_AREA:
+            cost += NUMPY_DIRECT_NS * n_ch * h * w * outputs
+            names.append("match.correlate_direct")
+    if rentbuy.prefer_numpy(cost, names):
+        from .core import match_numpy
+
+        return match_numpy
+    from .core import match
+
+    return match
 
 
 # ---------------------------------------------------------------------------
@@ -275,7 +298,7 @@ def _prepared_template(tmpl: np.ndarray, method: str) -> tuple:
 
     The template is flat by the rule :mod:`convtool.core.match` applies to windows.
     """
-    from .core.match import FLT_EPSILON
+    from .core.match_numpy import FLT_EPSILON  # the kernels' value, without importing Numba
 
     t64 = tmpl.astype(np.float64)
     t_mean = t64.reshape(t64.shape[0], -1).mean(axis=1)
@@ -312,10 +335,13 @@ def _match_planes(
     threads: int,
     algorithm: str = "auto",
     stats: tuple | None = None,
+    core: Any = None,
 ) -> np.ndarray:
-    """Scores of a (C, h, w) template on (C, H, W) planes; ``stats`` from value_stats."""
-    from .core import match as core
+    """Scores of a (C, h, w) template on (C, H, W) planes; ``stats`` from value_stats.
 
+    ``core``: the kernel module (:func:`_kernels` decides when None)."""
+    if core is None:
+        core = _kernels(planes, [tmpl.shape[1:]])
     n_ch, height, width = planes.shape
     _, h, w = tmpl.shape
     out = np.empty((height - h + 1, width - w + 1), dtype=np.float32)
@@ -335,7 +361,8 @@ def _match_planes(
         algorithm = "direct" if h * w <= DIRECT_MAX_AREA else "fft"
     if algorithm not in ("direct", "fft", "fft32"):
         raise UsageError(f"unknown algorithm {algorithm!r}: use auto, fft, fft32 or direct")
-    # a flat template needs no correlation: normalize_scores writes its score
+    ho, wo = out.shape
+    # a flat template needs no correlation: normalize_block writes its score
     # (0; sqdiff 1) without reading ``out``
     if flat:
         pass
@@ -347,8 +374,18 @@ def _match_planes(
         _correlate_fft(planes, t0, out, threads, finish, algorithm == "fft")
         return out
     else:
-        core.correlate_direct(planes, mean, t0, out)
-    core.normalize_scores(out, *args, 2 * threads)
+        parallel.run_blocks(
+            lambda y0, y1: core.correlate_direct(planes, mean, t0, out, y0, y1),
+            ho,
+            work=out.size * h * w * n_ch,
+            nthreads=threads,
+        )
+    parallel.run_blocks(
+        lambda y0, y1: core.normalize_block(out, *args, y0, y1, 0, wo),
+        ho,
+        work=out.size * n_ch * 8,
+        nthreads=threads,
+    )
     return out
 
 
@@ -651,8 +688,6 @@ def search(
     >>> res.detections[0].x, res.detections[0].y, res.heatmap().shape
     (30, 5, (60, 60))
     """
-    from .core import match as core
-
     method, threshold, scale_values = check_search_options(
         method, threshold, max_detections, nms_iou, min_distance, scales
     )
@@ -678,6 +713,7 @@ def search(
             f"the image ({width}x{height}); use smaller --scales"
         )
 
+    core = _kernels(planes, [(h, w) for _s, h, w in sizes])
     cand_x, cand_y, cand_w, cand_h, cand_s, cand_scale = [], [], [], [], [], []
     maps = []
     for s, h, w in sizes:
@@ -686,7 +722,7 @@ def search(
         else:
             t = np.ascontiguousarray(np.moveaxis(resize(np.moveaxis(tmpl, 0, -1), h, w), -1, 0))
         t = _check_pair(planes, t)
-        scores = _match_planes(planes, t, method, nthreads)
+        scores = _match_planes(planes, t, method, nthreads, core=core)
         if keep_maps:
             maps.append((s, h, w, scores))
         ys, xs = core.find_peaks(scores, threshold, sign)
@@ -713,6 +749,10 @@ def search(
     else:
         mode, param = 0, float(nms_iou)
         cell = float(max(ws.max(initial=1), hs.max(initial=1)))
+    if core.__name__.endswith("match_numpy") and not rentbuy.prefer_numpy(
+        NUMPY_SUPPRESS_NS * len(x0), ["match.greedy_suppress"]
+    ):
+        from .core import match as core  # too many candidates for the Python loop
     keep = core.greedy_suppress(x0, y0, x1, y1, mode, param, int(max_detections or 0), cell)
     dets = [
         Detection(
@@ -864,6 +904,8 @@ def warmup() -> None:
     --------
     >>> warmup()
     """
+    import convtool.core.match  # noqa: F401  (loads Numba: the jobs below take the compiled paths)
+
     rng = np.random.default_rng(0)
     img = rng.random((24, 24)).astype(np.float32)
     for method in METHODS:

@@ -75,12 +75,12 @@ tile); it falls back to direct.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from . import parallel, rentbuy
 from .core.indexing import index_map
 from .errors import UsageError
 from .modes import PAD_CODE, check_positive_int, conv_output_size, normalize_pad, pad_before_after
@@ -102,12 +102,8 @@ COST: dict[str, float] = {
     "separable_base": 2.3,  # per computed value
     "separable_tap": 0.055,  # per computed value per (KH + KW) taps
     "fft_point": 32.0,  # per point of the FFT tiles (gather, forward, product, inverse)
-    "numpy_tap": 1.4,  # numpy path, per output value per kernel tap (one thread)
-    "numba_start": 1.1e9,  # importing Numba and loading its cached kernels, once
+    "numpy_tap": 1.4,  # numpy paths, per value per kernel tap (one thread)
 }
-
-#: Estimated nanoseconds the numpy path has spent in this process (see _prefer_numpy).
-_numpy_spent_ns = 0.0
 
 #: Second/first singular value below this: the kernel is treated as rank 1.
 RANK1_RTOL = 1e-5
@@ -178,15 +174,6 @@ def _check_method(method: str) -> str:
     return m
 
 
-def _set_threads(threads: int | None) -> None:
-    if threads is None:
-        return
-    n = check_positive_int("threads", threads)
-    import numba
-
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-
-
 # --------------------------------------------------------------------------- cost model
 
 
@@ -212,6 +199,15 @@ def _symmetric(taps: np.ndarray) -> bool:
     return scale == 0.0 or float(np.abs(taps - taps[::-1]).max()) <= 1e-6 * scale
 
 
+def _symmetrised(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each factor made exactly symmetric when it is within rounding (see _symmetric)."""
+    if _symmetric(u):
+        u = ((u + u[::-1]) / 2).astype(np.float32)
+    if _symmetric(v):
+        v = ((v + v[::-1]) / 2).astype(np.float32)
+    return u, v
+
+
 def _fft_points(h: int, w: int, kh: int, kw: int, dilation: int, padded: bool) -> int:
     """Total FFT frame points the tiled FFT path transforms for one plane."""
     from .core.conv_fft import _tile_frame
@@ -231,9 +227,8 @@ def choose_method(
     dilation: int = 1,
     pad: str = "reflect",
     separable: bool = False,
-    threads: int | None = None,
 ) -> str:
-    """The cheapest algorithm for this job by the cost model (see module docstring).
+    """The cheapest compiled algorithm for this job by the cost model (see module docstring).
 
     Examples
     --------
@@ -259,40 +254,10 @@ def choose_method(
     return min(costs, key=costs.__getitem__)
 
 
-def _default_threads() -> int | None:
-    try:
-        import numba
-
-        return numba.get_num_threads()
-    except Exception:  # pragma: no cover - numba always importable here
-        return None
-
-
-def _prefer_numpy(oh: int, ow: int, nch: int, kh: int, kw: int) -> bool:
-    """Whether plain numpy beats loading Numba for this call (method "auto").
-
-    Importing Numba and loading its cached kernels costs about a second once
-    per process, more than numpy needs for a whole small image. So while
-    Numba is not loaded, calls run on numpy until their estimated total would
-    exceed that start-up cost; then Numba is loaded and used from there on
-    (the rent-or-buy rule: never more than twice the better choice in hindsight).
-    """
-    global _numpy_spent_ns
-    if "numba" in sys.modules:
-        return False
-    cost = COST["numpy_tap"] * oh * ow * nch * kh * kw
-    if _numpy_spent_ns + cost > COST["numba_start"]:
-        return False
-    _numpy_spent_ns += cost
-    return True
-
-
-def _numpy_correlate(img, wc, code, cval32, stride, dilation, top, left, oh, ow):
-    """Correlation in plain numpy: gather the reach of the outputs through the
-    index maps (so every pad mode is exactly the direct path's), then add one
-    strided slice per tap."""
+def _numpy_reach(img, code, cval32, kh, kw, stride, dilation, top, left, oh, ow):
+    """Every pixel the outputs read, as one float32 array, gathered through the
+    index maps (so every pad mode is exactly the compiled paths')."""
     h, wd = img.shape[0], img.shape[1]
-    kh, kw = wc.shape
     src = img.astype(np.float32, copy=False)
     rows = index_map(h, -top, 1, (oh - 1) * stride + dilation * (kh - 1) + 1, 1, 1, code)[:, 0]
     cols = index_map(wd, -left, 1, (ow - 1) * stride + dilation * (kw - 1) + 1, 1, 1, code)[:, 0]
@@ -303,17 +268,61 @@ def _numpy_correlate(img, wc, code, cval32, stride, dilation, top, left, oh, ow)
         src = ext
         rows = np.where(rows < 0, h, rows)
         cols = np.where(cols < 0, wd, cols)
-    reach = src[rows][:, cols]
-    out = np.zeros((oh, ow) + src.shape[2:], np.float32)
-    term = np.empty_like(out)
-    rspan, cspan = (oh - 1) * stride + 1, (ow - 1) * stride + 1
-    for a in range(kh):
-        for b in range(kw):
-            r0, c0 = a * dilation, b * dilation
-            view = reach[r0 : r0 + rspan : stride, c0 : c0 + cspan : stride]
-            np.multiply(view, wc[a, b], out=term)
+    return src[rows][:, cols]
+
+
+def _taps_sum(out, term, views_weights):
+    """``out = sum(w * view)``, one multiply and one add per tap (no temporaries)."""
+    for k, (view, wt) in enumerate(views_weights):
+        if k == 0:
+            np.multiply(view, wt, out=out)
+        else:
+            np.multiply(view, wt, out=term)
             out += term
     return out
+
+
+def _numpy_correlate(img, wc, code, cval32, stride, dilation, top, left, oh, ow):
+    """Correlation in plain numpy: one strided slice of the reach per tap."""
+    kh, kw = wc.shape
+    reach = _numpy_reach(img, code, cval32, kh, kw, stride, dilation, top, left, oh, ow)
+    out = np.empty((oh, ow) + reach.shape[2:], np.float32)
+    rspan, cspan = (oh - 1) * stride + 1, (ow - 1) * stride + 1
+    views = (
+        (
+            reach[
+                a * dilation : a * dilation + rspan : stride,
+                b * dilation : b * dilation + cspan : stride,
+            ],
+            wc[a, b],
+        )
+        for a in range(kh)
+        for b in range(kw)
+    )
+    return _taps_sum(out, np.empty_like(out), views)
+
+
+def _numpy_separable(img, u, v, code, cval32, stride, dilation, top, left, oh, ow):
+    """Rank-1 correlation in plain numpy: a vertical pass of ``u``, then ``v`` across."""
+    kh, kw = len(u), len(v)
+    reach = _numpy_reach(img, code, cval32, kh, kw, stride, dilation, top, left, oh, ow)
+    rspan, cspan = (oh - 1) * stride + 1, (ow - 1) * stride + 1
+    mid = np.empty((oh,) + reach.shape[1:], np.float32)
+    rows = ((reach[a * dilation : a * dilation + rspan : stride], u[a]) for a in range(kh))
+    _taps_sum(mid, np.empty_like(mid), rows)
+    out = np.empty((oh, ow) + reach.shape[2:], np.float32)
+    cols = ((mid[:, b * dilation : b * dilation + cspan : stride], v[b]) for b in range(kw))
+    return _taps_sum(out, np.empty_like(out), cols)
+
+
+def _numpy_costs(oh, ow, nch, kh, kw, stride, dilation, width, separable):
+    """Estimated ns of the numpy paths (see COST): direct, and separable if rank 1."""
+    costs = {"numpy": COST["numpy_tap"] * oh * ow * nch * kh * kw}
+    if separable:
+        reach_w = (ow - 1) * stride + dilation * (kw - 1) + 1
+        taps = oh * reach_w * kh + oh * ow * kw
+        costs["numpy-separable"] = COST["numpy_tap"] * taps * nch
+    return costs
 
 
 # --------------------------------------------------------------------------- one kernel
@@ -352,42 +361,37 @@ def _correlate(
     code = PAD_CODE[mode]
     cval32 = np.float32(cval)
 
-    if method == "numpy" or (method == "auto" and _prefer_numpy(oh, ow, nch, kh, kw)):
-        return _numpy_correlate(img, wc, code, cval32, stride, dilation, top, left, oh, ow)
-    from .core import conv
-
     factors = None
-    if method in ("auto", "separable"):
+    if method in ("auto", "separable", "numpy"):
         factors = _rank1(wc)
-        if method == "separable" and factors is None:
-            if wc.shape[0] == 1 or wc.shape[1] == 1:
-                factors = (
-                    (np.ones(1, np.float32), wc[0].copy())
-                    if wc.shape[0] == 1
-                    else (wc[:, 0].copy(), np.ones(1, np.float32))
-                )
-            else:
-                raise UsageError(
-                    f"method 'separable' needs a rank-1 kernel; this {kh}x{kw} kernel is not "
-                    "separable: use method 'auto', 'direct' or 'fft'"
-                )
-    if method == "auto":
-        method = choose_method(
-            img.shape,
-            (kh, kw),
-            stride=stride,
-            dilation=dilation,
-            pad=mode,
-            separable=factors is not None,
-            threads=threads,
-        )
+    if method == "separable" and factors is None:
+        if wc.shape[0] == 1 or wc.shape[1] == 1:
+            factors = (
+                (np.ones(1, np.float32), wc[0].copy())
+                if wc.shape[0] == 1
+                else (wc[:, 0].copy(), np.ones(1, np.float32))
+            )
+        else:
+            raise UsageError(
+                f"method 'separable' needs a rank-1 kernel; this {kh}x{kw} kernel is not "
+                "separable: use method 'auto', 'direct' or 'fft'"
+            )
+    if method in ("auto", "numpy"):
+        method = _choose(img, (oh, ow, nch), (kh, kw), stride, dilation, mode, factors, method)
+    if method == "numpy":
+        return _numpy_correlate(img, wc, code, cval32, stride, dilation, top, left, oh, ow)
+    if method == "numpy-separable":
+        u, v = _symmetrised(*factors)
+        return _numpy_separable(img, u, v, code, cval32, stride, dilation, top, left, oh, ow)
     if method == "fft" and img.dtype.kind == "f" and not np.isfinite(img).all():
         method = "direct"
+    nthreads = threads or parallel.get_threads()
+    if method == "fft":
+        return _fft(img, wc, code, cval32, stride, dilation, rpad, cpad, oh, ow, nthreads)
+
+    from .core import conv
 
     flat = img.reshape(h, wd * nch)
-    if method == "fft":
-        return _fft(img, wc, code, cval32, stride, dilation, rpad, cpad, oh, ow, threads)
-
     # Rows are sampled by stride through the row map; columns are computed at
     # full resolution (vectorised) and sampled afterwards, which is several
     # times cheaper than a scalar strided loop for the strides people use.
@@ -397,30 +401,67 @@ def _correlate(
     if method == "separable":
         u, v = factors
         ext = index_map(wd, -left, 1, wd + left + cpad[1], 1, 1, code)[:, 0]
-        nblocks = max(1, min(oh, 64))
         # output rows whose source rows all lie inside the image (fused vertical pass)
         ilo = min(oh, -(-top // stride))
         last = h - 1 + top - dilation * (kh - 1)
         ihi = max(ilo, min(oh, last // stride + 1)) if last >= 0 else ilo
         symu, symv = _symmetric(u), _symmetric(v)
-        if symu:
-            u = ((u + u[::-1]) / 2).astype(np.float32)
-        if symv:
-            v = ((v + v[::-1]) / 2).astype(np.float32)
-        conv.separable(
-            flat, nch, u, v, symu, symv, rmap, ilo, ihi, ext, cval32, left, dilation, out, nblocks
+        u, v = _symmetrised(u, v)
+        args = (flat, nch, u, v, symu, symv, rmap, ilo, ihi, ext, cval32, left, dilation, out)
+        work = oh * fw * nch * (kh + kw)
+        parallel.run_blocks(
+            lambda i0, i1: conv.separable(*args, i0, i1), oh, work=work, nthreads=nthreads
         )
     else:
         cmap = index_map(wd, -left, 1, fw, kw, dilation, code)
         lo = min(left, fw)
         hi = min(max(wd - dilation * (kw - 1) + left, lo), fw)
-        conv.direct(flat, nch, wc, rmap, cmap, cval32, lo, hi, dilation, out)
+        args = (flat, nch, wc, rmap, cmap, cval32, lo, hi, dilation, out)
+        work = oh * fw * nch * kh * kw
+        parallel.run_blocks(
+            lambda i0, i1: conv.direct(*args, i0, i1), oh, work=work, nthreads=nthreads
+        )
     if stride > 1:
         out = np.ascontiguousarray(out.reshape(oh, fw, nch)[:, ::stride])
     return out.reshape((oh, ow, nch) if img.ndim == 3 else (oh, ow))
 
 
-def _fft(img, wc, code, cval32, stride, dilation, rpad, cpad, oh, ow, threads):
+def _choose(img, out_shape, kshape, stride, dilation, mode, factors, method):
+    """``auto``: the compiled choice (direct, separable or fft) by the cost model,
+    unless a numpy path is cheaper while Numba is not loaded (rent or buy, with
+    the compile time of an uncached kernel counted: :mod:`convtool.rentbuy`).
+    ``numpy``: the numpy twin of the compiled choice.
+
+    The numpy twin of direct is direct and of separable is separable, so a job
+    gives the same numbers (to float32 rounding; integer weights on integer
+    images: exactly) whichever side of the rule it falls on."""
+    oh, ow, nch = out_shape
+    kh, kw = kshape
+    width = img.shape[1]
+    best = choose_method(
+        img.shape, kshape, stride=stride, dilation=dilation, pad=mode, separable=factors is not None
+    )
+    rent = _numpy_costs(oh, ow, nch, kh, kw, stride, dilation, width, best == "separable")
+    if best != "separable":
+        rent.pop("numpy-separable", None)
+    else:
+        rent.pop("numpy")
+    if method == "numpy":
+        return next(iter(rent))
+    finite = img.dtype.kind != "f" or bool(np.isfinite(img).all())
+    if best == "fft" and finite:
+        return best  # numpy's FFT: no Numba either way
+    if rentbuy.numba_loaded():
+        return best
+    if finite:
+        points = _fft_points(img.shape[0], width, kh, kw, dilation, mode != "valid")
+        rent["fft"] = COST["fft_point"] * points * nch
+    cheapest = min(rent, key=rent.__getitem__)
+    kernel = "conv.separable" if best == "separable" else "conv.direct"
+    return cheapest if rentbuy.prefer_numpy(rent[cheapest], [kernel]) else best
+
+
+def _fft(img, wc, code, cval32, stride, dilation, rpad, cpad, oh, ow, nthreads):
     from .core.conv_fft import fft_correlate_plane
 
     h, wd = img.shape[0], img.shape[1]
@@ -433,7 +474,6 @@ def _fft(img, wc, code, cval32, stride, dilation, rpad, cpad, oh, ow, threads):
     # the exactly padded frame (valid: the image itself, no padding)
     rows = index_map(h, -rpad[0], 1, h + sum(rpad), 1, 1, code)[:, 0]
     cols = index_map(wd, -cpad[0], 1, wd + sum(cpad), 1, 1, code)[:, 0]
-    nthreads = threads or _default_threads() or 1
     if img.ndim == 2:
         res = fft_correlate_plane(img, wd_, rows, cols, float(cval32), stride, nthreads)
         return res[:oh, :ow]
@@ -517,7 +557,7 @@ def convolve(
     method : {"auto", "direct", "separable", "fft", "numpy"}
         Algorithm; ``auto`` uses the cost model in the module docstring.
     threads : int, optional
-        Numba threads to use (default: Numba's setting).
+        Compute threads for this call (default: :func:`convtool.parallel.get_threads`).
 
     Returns
     -------
@@ -569,7 +609,8 @@ def _run(image, weights, how, pad, pad_value, stride, dilation, correlate, metho
         conv_output_size(
             img.shape[1], w.shape[1], stride=stride, dilation=dilation, pad=mode, axis="width"
         )
-    _set_threads(threads)
+    if threads is not None:
+        threads = parallel.check_threads(threads)
     responses = [
         _correlate(
             img,
@@ -671,11 +712,12 @@ def filter_bank(
     return _combine(responses, how)
 
 
-def warmup() -> None:
+def warmup(methods: Sequence[str] = ("direct", "separable")) -> None:
     """Compile (or load from the cache) every Numba kernel this module uses.
 
-    Two parallel drivers (direct, separable) for float32 and uint8 images;
-    every kernel size and stride goes through the same compiled code.
+    Two drivers (direct, separable) for float32 and uint8 images; every
+    kernel size and stride goes through the same compiled code. ``methods``:
+    only these drivers (``convtool warmup`` compiles them in separate processes).
 
     Examples
     --------
@@ -683,7 +725,6 @@ def warmup() -> None:
     """
 
     w = np.ones((3, 3), np.float32)
-    for dtype in (np.float32, np.uint8):
-        img = np.zeros((12, 12), dtype)
-        for method in ("direct", "separable"):
-            convolve(img, w, method=method)
+    for method in methods:
+        for dtype in (np.float32, np.uint8):
+            convolve(np.zeros((12, 12), dtype), w, method=method)

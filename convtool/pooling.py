@@ -4,18 +4,24 @@ This is the API layer: it validates the arguments, decides the padding, the
 output size and the kernel once, and calls the Numba kernels in
 :mod:`convtool.core.pool` (imported only when a computation runs, so importing
 this module stays cheap).
+
+Max, min, average and Lp pooling also have a plain numpy path (the padded
+image gathered through the same index maps, then one strided view per window
+position): while Numba is not loaded, a job cheaper than loading it runs
+there (:mod:`convtool.rentbuy`), so a single ``convtool pool`` of a photo
+never pays Numba's start-up or a first compile.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import parallel, rentbuy
+from .core import pool_codes as codes
 from .core.indexing import index_map
 from .errors import UsageError
 from .modes import PAD_CODE, check_positive_int, normalize_pad, pool_output_size
@@ -57,21 +63,20 @@ SEQUENCES = ("pseudorandom", "random")
 #: the thread pool costs more than the work (and much more on a busy machine).
 SERIAL_BELOW = 1 << 20
 
+#: numpy path, estimated ns per output value per window sample, and per
+#: gathered (padded) input sample.
+NUMPY_TAP_NS = 1.0
+NUMPY_GATHER_NS = 2.0
 
-@contextmanager
-def _serial(small: bool) -> Iterator[None]:
-    """Run the Numba kernels inside on one thread when ``small``."""
-    if not small:
-        yield
-        return
-    import numba
 
-    n = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(n)
+def _threads(x: np.ndarray) -> int:
+    """Compute threads for one plane of ``x``: one below SERIAL_BELOW samples."""
+    return 1 if x.size < SERIAL_BELOW else parallel.get_threads()
+
+
+def _rows(kernel: Any, n: int, nthreads: int, *args: Any) -> None:
+    """``kernel(*args, i0, i1)`` over output rows ``[0, n)`` on ``nthreads`` threads."""
+    parallel.run_blocks(lambda i0, i1: kernel(*args, i0, i1), n, work=n, nthreads=nthreads)
 
 
 def normalize_mode(mode: str) -> str:
@@ -288,11 +293,11 @@ def _fractional(
     rows = fractional_boundaries(h, oh, rng, sequence)
     cols = fractional_boundaries(w, ow, rng, sequence)
     outs = []
-    with _serial(x.size < SERIAL_BELOW):
-        for plane in _planes(x):
-            out = np.empty((oh, ow), dtype=np.float32)
-            core.fractional_max(plane, out, rows, cols, overlapping)
-            outs.append(out)
+    nthreads = _threads(x)
+    for plane in _planes(x):
+        out = np.empty((oh, ow), dtype=np.float32)
+        _rows(core.fractional_max, oh, nthreads, plane, out, rows, cols, overlapping)
+        outs.append(out)
     return _stack(outs, x.ndim)
 
 
@@ -481,35 +486,62 @@ def pool(
         if mode == "stochastic" and pad_value < 0:
             raise UsageError("stochastic pooling needs a pad_value >= 0")
 
-    from .core import pool as core
+    rows = _axis(codes, h, oh, f, s, padding, pad)
+    cols = _axis(codes, w, ow, f, s, padding, pad)
+    nplanes = 1 if x.ndim == 2 else x.shape[2]
+    if mode in ("max", "min", "avg", "lp") and _prefer_numpy(x, rows, cols, f, s, mode, nplanes):
+        core = None
+    else:
+        from .core import pool as core
 
     u = np.zeros((1, 1, 1))  # placeholder for the deterministic eval rule
     if mode == "stochastic" and not evaluate:
-        nplanes = 1 if x.ndim == 2 else x.shape[2]
         u = _rng(seed).random((nplanes, oh, ow))
 
-    rows = _axis(core, h, oh, f, s, padding, pad)
-    cols = _axis(core, w, ow, f, s, padding, pad)
     outs = []
-    with _serial(x.size < SERIAL_BELOW):
-        for c, plane in enumerate(_planes(x)):
-            out = np.empty((oh, ow), dtype=np.float32)
-            if mode == "topleft":
-                r = rows.map[: (oh - 1) * s + 1 : s]
-                k = cols.map[: (ow - 1) * s + 1 : s]
-                out[...] = plane[np.ix_(np.maximum(r, 0), np.maximum(k, 0))]
-                out[r == core.FILL] = pad_value
-                out[:, k == core.FILL] = pad_value
-            elif mode == "stochastic":
-                uc = u[0] if evaluate else u[c]
-                core.stochastic(plane, out, uc, rows.map, cols.map, pad_value, f, s, evaluate)
-            elif mode == "lp":
-                out[...] = _lp(core, plane, p, f, s, padding, rows, cols, pad_value)
-            else:
-                op = {"max": core.OP_MAX, "min": core.OP_MIN, "avg": core.OP_SUM}[mode]
-                _reduce(core, plane, out, op, f, s, padding, rows, cols, pad_value)
-            outs.append(out)
+    for c, plane in enumerate(_planes(x)):
+        out = np.empty((oh, ow), dtype=np.float32)
+        if mode == "topleft":
+            r = rows.map[: (oh - 1) * s + 1 : s]
+            k = cols.map[: (ow - 1) * s + 1 : s]
+            out[...] = plane[np.ix_(np.maximum(r, 0), np.maximum(k, 0))]
+            out[r == codes.FILL] = pad_value
+            out[:, k == codes.FILL] = pad_value
+        elif mode == "stochastic":
+            uc = u[0] if evaluate else u[c]
+            args = (plane, out, uc, rows.map, cols.map, pad_value, f, s, evaluate)
+            _rows(core.stochastic, oh, _threads(plane), *args)
+        elif mode == "lp":
+            out[...] = _lp(core, plane, p, f, s, padding, rows, cols, pad_value)
+        else:
+            op = {"max": codes.OP_MAX, "min": codes.OP_MIN, "avg": codes.OP_SUM}[mode]
+            _reduce(core, plane, out, op, f, s, padding, rows, cols, pad_value)
+        outs.append(out)
     return _stack(outs, x.ndim)
+
+
+def _prefer_numpy(x, rows, cols, f, s, mode, nplanes) -> bool:
+    """Rent or buy (:mod:`convtool.rentbuy`): the numpy path for this job?"""
+    oh, ow = len(rows.count), len(cols.count)
+    cost = nplanes * (
+        NUMPY_TAP_NS * oh * ow * f * f + NUMPY_GATHER_NS * len(rows.map) * len(cols.map)
+    )
+    return rentbuy.prefer_numpy(cost, _kernels(f, s, mode))
+
+
+def _kernels(f: int, s: int, mode: str) -> list[str]:
+    """The compiled kernels a max/min/avg/lp job would run (see :func:`_reduce`)."""
+    special = {
+        (2, 2, "max"): "max_2x2_s2",
+        (2, 2, "avg"): "avg_2x2_s2",
+        (3, 2, "max"): "max_3x3_s2",
+    }
+    name = special.get((f, s, mode))
+    if name is not None:
+        return ["pool." + name, "pool.reduce_table"]
+    if s + 1 < f:
+        return ["pool.reduce_table_separable"]
+    return ["pool.reduce_table"]
 
 
 class _Axis(NamedTuple):
@@ -522,7 +554,10 @@ class _Axis(NamedTuple):
 
 
 def _axis(core: Any, n: int, o: int, f: int, s: int, padding: int, pad: str) -> _Axis:
-    """Index map of one axis: the pad mode as indices, no padded copy of the image."""
+    """Index map of one axis: the pad mode as indices, no padded copy of the image.
+
+    ``core``: anything with the FILL and SKIP codes (the kernel module or
+    :mod:`convtool.core.pool_codes`)."""
     q = np.arange((o - 1) * s + f, dtype=np.int64) - padding
     # the pad mode as indices, shared with convolution (constant padding -> -1 == FILL)
     m = index_map(n, -padding, 1, len(q), 1, 1, PAD_CODE[pad])[:, 0]
@@ -555,7 +590,7 @@ def _lp(
     if p in (1.0, 2.0):
         xq = np.abs(x) if p == 1.0 else x * x
         out = np.empty((oh, ow), dtype=np.float32)
-        _reduce(core, xq, out, core.OP_SUM, f, s, padding, rows, cols, abs(pad_value) ** p)
+        _reduce(core, xq, out, codes.OP_SUM, f, s, padding, rows, cols, abs(pad_value) ** p)
         out *= np.float32(f * f)
         return out if p == 1.0 else np.sqrt(out, out=out)
     scale = max(float(np.abs(x).max()), abs(pad_value)) or 1.0
@@ -563,17 +598,17 @@ def _lp(
     if p <= 8:
         xq = (np.abs(x) / np.float32(scale)) ** np.float32(p)
         out = np.empty((oh, ow), dtype=np.float32)
-        _reduce(core, xq, out, core.OP_SUM, f, s, padding, rows, cols, fill)
+        _reduce(core, xq, out, codes.OP_SUM, f, s, padding, rows, cols, fill)
         return (out * np.float32(f * f)) ** np.float32(1.0 / p) * np.float32(scale)
     # the padded image through the index maps; SKIP (ceil overhang) contributes 0
     rmap, cmap = rows.map, cols.map
     q = (
         np.abs(x[np.ix_(np.maximum(rmap, 0), np.maximum(cmap, 0))]).astype(np.float64) / scale
     ) ** p
-    q[rmap == core.FILL, :] = fill
-    q[:, cmap == core.FILL] = fill
-    q[rmap == core.SKIP, :] = 0.0
-    q[:, cmap == core.SKIP] = 0.0
+    q[rmap == codes.FILL, :] = fill
+    q[:, cmap == codes.FILL] = fill
+    q[rmap == codes.SKIP, :] = 0.0
+    q[:, cmap == codes.SKIP] = 0.0
     sums = np.lib.stride_tricks.sliding_window_view(q, (f, f))[::s, ::s].sum(axis=(-1, -2))
     area = np.outer(rows.count, cols.count)
     return (sums * (f * f / area)) ** (1.0 / p) * scale
@@ -593,8 +628,13 @@ def _reduce(
 ) -> None:
     """Pick the kernel once: a specialised loop for 2x2/s2 and 3x3/s2 over the
     interior box (its border strips by the table kernel), the separable kernel
-    when windows overlap a lot, else the direct table kernel."""
+    when windows overlap a lot, else the direct table kernel. ``core`` None:
+    the numpy path."""
+    if core is None:
+        _numpy_reduce(x, out, op, f, s, rows, cols, fill)
+        return
     oh, ow = out.shape
+    nthreads = _threads(x)
     maps = (rows.map, cols.map, float(fill), cols.count, f, s, padding)
     special = {
         (2, 2, core.OP_MAX): core.max_2x2_s2,
@@ -602,25 +642,64 @@ def _reduce(
         (3, 2, core.OP_MAX): core.max_3x3_s2,
     }.get((f, s, op))
     if special is not None and x.dtype == np.float32 and rows.hi > rows.lo and cols.hi > cols.lo:
-        special(x, out, rows.lo, rows.hi, cols.lo, cols.hi, padding)
+        box = (x, out)
+        parallel.run_blocks(
+            lambda i0, i1: special(*box, rows.lo + i0, rows.lo + i1, cols.lo, cols.hi, padding),
+            rows.hi - rows.lo,
+            work=(rows.hi - rows.lo) * ow,
+            nthreads=nthreads,
+        )
         strips = (
             (0, rows.lo, 0, ow),
             (rows.hi, oh, 0, ow),
             (rows.lo, rows.hi, 0, cols.lo),
             (rows.lo, rows.hi, cols.hi, ow),
         )
-        with _serial(True):  # thin strips: not worth waking the thread pool
-            for i0, i1, j0, j1 in strips:
-                if i1 > i0 and j1 > j0:
-                    core.reduce_table(x, out, op, *maps, i0, i1, j0, j1, cols.lo, cols.hi)
+        for i0, i1, j0, j1 in strips:  # thin strips: not worth waking the threads
+            if i1 > i0 and j1 > j0:
+                core.reduce_table(x, out, op, *maps, i0, i1, j0, j1, cols.lo, cols.hi)
     elif s + 1 < f:
         # bands of output rows whose row-pass buffer stays in L2 (~256 KiB), at
         # least 8 bands so that every thread has work
         per_band = max(1, (65536 // max(ow, 1) - f) // s + 1)
         band = max(1, min(per_band, -(-oh // 8)))
-        core.reduce_table_separable(x, out, op, *maps, cols.lo, cols.hi, band)
+        nbands = -(-oh // band)
+        args = (x, out, op, *maps, cols.lo, cols.hi, band)
+        parallel.run_blocks(
+            lambda b0, b1: core.reduce_table_separable(*args, b0, b1),
+            nbands,
+            work=oh * ow,
+            nthreads=nthreads,
+        )
     else:
-        core.reduce_table(x, out, op, *maps, 0, oh, 0, ow, cols.lo, cols.hi)
+        parallel.run_blocks(
+            lambda i0, i1: core.reduce_table(x, out, op, *maps, i0, i1, 0, ow, cols.lo, cols.hi),
+            oh,
+            work=oh * ow,
+            nthreads=nthreads,
+        )
+
+
+def _numpy_reduce(x, out, op, f, s, rows: _Axis, cols: _Axis, fill: float) -> None:
+    """:func:`_reduce` in plain numpy: the padded image gathered through the
+    index maps (FILL -> the fill value, SKIP -> the reduction's identity), then
+    one strided view per window position, in the compiled table's order."""
+    rmap, cmap = rows.map, cols.map
+    padded = x.astype(np.float32, copy=False)[np.ix_(np.maximum(rmap, 0), np.maximum(cmap, 0))]
+    padded[rmap == codes.FILL, :] = fill
+    padded[:, cmap == codes.FILL] = fill
+    identity = {codes.OP_MAX: -np.inf, codes.OP_MIN: np.inf}.get(op, 0.0)
+    padded[rmap == codes.SKIP, :] = identity
+    padded[:, cmap == codes.SKIP] = identity
+    oh, ow = out.shape
+    rspan, cspan = (oh - 1) * s + 1, (ow - 1) * s + 1
+    combine = {codes.OP_MAX: np.maximum, codes.OP_MIN: np.minimum}.get(op, np.add)
+    out[...] = identity
+    for k in range(f):
+        for kk in range(f):
+            combine(out, padded[k : k + rspan : s, kk : kk + cspan : s], out=out)
+    if op == codes.OP_SUM:
+        out[...] = out / np.outer(rows.count, cols.count)
 
 
 def warmup() -> None:
@@ -630,6 +709,8 @@ def warmup() -> None:
     --------
     >>> warmup()
     """
+    import convtool.core.pool  # noqa: F401  (loads Numba: the jobs below take the compiled paths)
+
     x = np.zeros((8, 8), dtype=np.float32)
     for mode in ("max", "avg", "min"):
         for f, s in ((2, 2), (3, 2), (3, 3), (5, 1)):

@@ -211,7 +211,8 @@ def test_threaded_scheduler_and_nogil_drivers(camera):
     # the drivers release the GIL: Dask's threads run them side by side
     assert conv.direct.targetoptions["nogil"] and conv.separable.targetoptions["nogil"]
     assert pool.reduce_table.targetoptions["nogil"]
-    assert match.normalize_scores.targetoptions["nogil"]
+    assert match.normalize_block.targetoptions["nogil"]
+    assert match.correlate_direct.targetoptions["nogil"]
     x = da.from_array(camera, chunks=128)
     with dask.config.set(scheduler="threads", num_workers=2):
         got = convtool.convolve(x, "laplacian").compute()

@@ -16,7 +16,9 @@ def run_pool(tmp_path, cache_dir, *, terminal=True):
     if not src.exists():
         Image.fromarray(np.arange(64 * 64, dtype=np.uint8).reshape(64, 64)).save(src)
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
+    # stochastic pooling has no numpy path: it always runs (and first compiles) its kernel
     argv = [sys.executable, "-m", "convtool", "pool", str(src), "-o", str(tmp_path / "out.png")]
+    argv += ["--mode", "stochastic", "--seed", "1"]
     if not terminal:
         return subprocess.run(argv, capture_output=True, text=True, env=env, check=True).stderr
     master, slave = os.openpty()

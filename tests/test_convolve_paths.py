@@ -120,16 +120,16 @@ def test_all_zero_kernel_on_the_separable_path_keeps_float32_factors():
 
 def test_auto_uses_numpy_until_numba_pays_for_itself():
     """Without Numba loaded, small jobs run on numpy (no import); once their
-    estimated total passes Numba's start-up cost, Numba is loaded and used."""
+    estimated total passes Numba's start-up (and compile) cost, Numba is loaded and used."""
     code = (
         "import sys, numpy as np\n"
-        "from convtool import filtering\n"
+        "from convtool import filtering, rentbuy\n"
         "img = np.random.default_rng(0).random((64, 64), dtype=np.float32)\n"
         "ref = filtering.convolve(img, 'sobel-x', method='numpy')\n"
         "got = filtering.convolve(img, 'sobel-x')\n"
         "assert 'numba' not in sys.modules, 'small job loaded numba'\n"
         "assert np.allclose(got, ref)\n"
-        "filtering._numpy_spent_ns = filtering.COST['numba_start']\n"
+        "rentbuy._spent_ns = rentbuy.buy_ns(['conv.direct'])\n"
         "got = filtering.convolve(img, 'sobel-x')\n"
         "assert 'numba' in sys.modules, 'budget spent but numba not used'\n"
         "assert np.allclose(got, ref, atol=1e-3)\n"

@@ -180,3 +180,63 @@ def test_every_kept_peak_beats_the_threshold(threshold):
     img = rng.random((80, 90)).astype(np.float32)
     for d in detect(img, img[30:40, 40:52], threshold=threshold):
         assert d.score >= threshold
+
+
+# ---------------------------------------------------------------- numpy twin of the kernels
+
+
+@pytest.mark.parametrize("method", ["zncc", "cosine", "sqdiff"])
+@pytest.mark.parametrize("algorithm", ["fft", "direct"])
+@pytest.mark.parametrize("kind", ["integer", "float", "colour"])
+def test_numpy_kernels_give_the_numba_scores(method, algorithm, kind):
+    """The numpy path (no Numba) scores as the kernels do: bit for bit on
+    integer-valued images, to rounding on float ones."""
+    from convtool.core import match, match_numpy
+    from convtool.detection import _as_planes, _match_planes
+
+    rng = np.random.default_rng(3)
+    shape = (41, 53, 3) if kind == "colour" else (41, 53)
+    img = rng.integers(0, 256, shape).astype(np.float32)
+    if kind == "float":
+        img = img / 7.0
+    img[5:12, 5:14] = 17.0  # a flat patch: flat windows score by the rule
+    t = img[20:24, 30:35] if algorithm == "direct" else img[10:22, 8:27]
+    planes, tmpl = _as_planes(img, "image"), _as_planes(t, "template")
+    a = _match_planes(planes, tmpl, method, 2, algorithm, core=match)
+    b = _match_planes(planes, tmpl, method, 2, algorithm, core=match_numpy)
+    if kind == "float":
+        np.testing.assert_allclose(b, a, atol=2e-6)
+    else:
+        np.testing.assert_array_equal(b, a)
+
+
+def test_numpy_codes_match_the_kernels():
+    from convtool.core import match, match_numpy
+
+    for name in ("ZNCC", "COSINE", "SQDIFF", "FLT_EPSILON"):
+        assert getattr(match_numpy, name) == getattr(match, name)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), plateau=st.booleans(), thr=st.floats(-1, 1))
+def test_numpy_peaks_and_suppression_match_the_kernels(seed, plateau, thr):
+    from convtool.core import match, match_numpy
+
+    rng = np.random.default_rng(seed)
+    score = rng.random((23, 31)).astype(np.float32) * 2 - 1
+    if plateau:
+        score = np.round(score * 3) / 3  # ties: the raster-order rule decides
+    for sign in (1.0, -1.0):
+        ys, xs = match.find_peaks(score, thr, sign)
+        ys2, xs2 = match_numpy.find_peaks(score, thr, sign)
+        assert ys.tolist() == ys2.tolist() and xs.tolist() == xs2.tolist()
+    n = 60
+    x0 = np.round(rng.random(n) * 40)
+    y0 = np.round(rng.random(n) * 40)
+    x1, y1 = x0 + rng.integers(1, 12, n), y0 + rng.integers(1, 12, n)
+    cell = float(max((x1 - x0).max(), (y1 - y0).max()))
+    for mode, param, c in ((0, 0.3, cell), (1, 5.0, 5.0)):
+        for max_keep in (0, 4):
+            want = match.greedy_suppress(x0, y0, x1, y1, mode, param, max_keep, c)
+            got = match_numpy.greedy_suppress(x0, y0, x1, y1, mode, param, max_keep, c)
+            assert got.tolist() == want.tolist()

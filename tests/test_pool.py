@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -32,6 +33,19 @@ def torch_out_size(n: int, f: int, s: int, p: int, ceil: bool) -> int:
             out -= 1
         return out
     return (n + 2 * p - f) // s + 1
+
+
+@contextmanager
+def pool_path(numpy: bool):
+    """Force the numpy path (True) or the compiled kernels (False) of max/min/avg/lp."""
+    from convtool import rentbuy
+
+    saved = rentbuy.prefer_numpy
+    rentbuy.prefer_numpy = lambda cost, kernels: numpy
+    try:
+        yield
+    finally:
+        rentbuy.prefer_numpy = saved
 
 
 def ref_pool(x, mode, f, s=None, p=0, pad="valid", ceil=False, pad_value=None, lp=2.0):
@@ -124,13 +138,15 @@ def test_sizes_and_values_match_reference(h, w, f, s, p_frac, ceil, pad, mode, s
         with pytest.raises(UsageError, match="larger than the image"):
             pool(x, mode, size=f, stride=s, pad=pad, ceil=ceil, padding=p)
         return
-    got = pool(x, mode, size=f, stride=s, pad=pad, ceil=ceil, padding=p)
     want = ref_pool(x, mode, f, s, p, pad, ceil)
-    assert got.dtype == np.float32
-    assert got.shape == (torch_out_size(h, f, s, p, ceil), torch_out_size(w, f, s, p, ceil))
-    if not ceil:  # the issue's formula W2 = floor((W1 + 2P - F) / S) + 1
-        assert got.shape == ((h + 2 * p - f) // s + 1, (w + 2 * p - f) // s + 1)
-    np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-3)
+    for numpy_path in (False, True):
+        with pool_path(numpy_path):
+            got = pool(x, mode, size=f, stride=s, pad=pad, ceil=ceil, padding=p)
+        assert got.dtype == np.float32
+        assert got.shape == (torch_out_size(h, f, s, p, ceil), torch_out_size(w, f, s, p, ceil))
+        if not ceil:  # the issue's formula W2 = floor((W1 + 2P - F) / S) + 1
+            assert got.shape == ((h + 2 * p - f) // s + 1, (w + 2 * p - f) // s + 1)
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-3)
 
 
 @settings(max_examples=80, deadline=None)
@@ -150,8 +166,11 @@ def test_constant_padding_is_pytorch_rule(h, w, f, s, p_frac, ceil, seed):
         return
     x = rand_image(np.random.default_rng(seed), h, w)
     kw = dict(size=f, stride=s, pad="zero", ceil=ceil, padding=p)
-    np.testing.assert_allclose(pool(x, "avg", **kw), torch_avg_rule(x, f, s, p, ceil), atol=1e-3)
-    np.testing.assert_array_equal(pool(x, "max", **kw), torch_max_rule(x, f, s, p, ceil))
+    for numpy_path in (False, True):
+        with pool_path(numpy_path):
+            avg, mx = pool(x, "avg", **kw), pool(x, "max", **kw)
+        np.testing.assert_allclose(avg, torch_avg_rule(x, f, s, p, ceil), atol=1e-3)
+        np.testing.assert_array_equal(mx, torch_max_rule(x, f, s, p, ceil))
 
 
 def test_ceil_mode_known_case():
@@ -343,7 +362,10 @@ def test_specialised_direct_and_separable_paths_agree(camera, pad, mode, f):
     x = np.ascontiguousarray(camera[:77, :83])
     s, p = 2, (0 if pad == "valid" else f // 2)
     for ceil in (False, True):
-        got = pool(x, mode, size=f, stride=s, pad=pad, ceil=ceil)
+        with pool_path(False):
+            got = pool(x, mode, size=f, stride=s, pad=pad, ceil=ceil)
+        with pool_path(True):
+            via_numpy = pool(x, mode, size=f, stride=s, pad=pad, ceil=ceil)
         oh, ow = got.shape
         rows = _axis(core, 77, oh, f, s, p, pad)
         cols = _axis(core, 83, ow, f, s, p, pad)
@@ -354,9 +376,11 @@ def test_specialised_direct_and_separable_paths_agree(camera, pad, mode, f):
         core.reduce_table(x, direct, op, *maps, 0, oh, 0, ow, cols.lo, cols.hi)
         for band in (1, 3, oh):
             separable = np.full_like(got, np.nan)
-            core.reduce_table_separable(x, separable, op, *maps, cols.lo, cols.hi, band)
+            nbands = -(-oh // band)
+            core.reduce_table_separable(x, separable, op, *maps, cols.lo, cols.hi, band, 0, nbands)
             np.testing.assert_allclose(separable, direct, rtol=1e-6)
         np.testing.assert_allclose(got, direct, rtol=1e-6)
+        np.testing.assert_allclose(via_numpy, direct, rtol=1e-6)
         np.testing.assert_allclose(got, ref_pool(x, mode, f, s, p, pad, ceil), rtol=1e-5)
 
 
@@ -376,6 +400,7 @@ def test_thread_pool_gives_the_serial_result(astronaut, monkeypatch, kwargs):
     """Small images run on one thread; force the parallel kernels and compare."""
     import convtool.pooling as pooling
 
-    serial = pool(astronaut, **kwargs)
-    monkeypatch.setattr(pooling, "SERIAL_BELOW", 0)
-    np.testing.assert_array_equal(pool(astronaut, **kwargs), serial)
+    with pool_path(False):
+        serial = pool(astronaut, **kwargs)
+        monkeypatch.setattr(pooling, "SERIAL_BELOW", 0)
+        np.testing.assert_array_equal(pool(astronaut, **kwargs), serial)

@@ -212,7 +212,7 @@ def test_warmup_command_calls_each_warmup_and_names_the_cache(
     (cache / "sub").mkdir(parents=True)
     (cache / "sub" / "f-1.py311.nbi").write_bytes(b"")
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(cache))
-    result = CliRunner().invoke(app, ["warmup", "--quiet"])
+    result = CliRunner().invoke(app, ["warmup", "--quiet", "--jobs", "1"])
     assert result.exit_code == 0, result.output
     assert calls == ["present"]
     assert str(cache) in result.output
@@ -231,7 +231,41 @@ def test_warmup_does_not_hide_a_broken_module(
     monkeypatch.delitem(sys.modules, "convtool_fake_broken", raising=False)
     monkeypatch.setattr(warmup_cmd, "_STEPS", (("broken", "convtool_fake_broken", "warmup"),))
     with pytest.raises(ModuleNotFoundError, match="convtool_fake_missing_dep"):
-        warmup_cmd.run_warmup(quiet=True)
+        warmup_cmd.run_warmup(quiet=True, jobs=1)
+    broken = ("broken", "convtool_fake_broken", "warmup")
+    monkeypatch.setattr(warmup_cmd, "_STEPS", (broken, broken))
+    with pytest.raises(RuntimeError, match="convtool_fake_missing_dep"):  # in workers too
+        warmup_cmd.run_warmup(quiet=True, jobs=2)
+
+
+def test_warmup_workers_run_every_step_once_and_exit(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Steps spread over worker processes: each runs once, in a process of its own
+    group, with its arguments; every worker has exited when run_warmup returns."""
+    code = (
+        "import os\n"
+        "def warmup(tag='none'):\n"
+        "    name = tag + '-' + str(os.getpid())\n"
+        "    open(os.path.join(os.path.dirname(__file__), name), 'w').close()\n"
+    )
+    (tmp_path / "convtool_fake_steps.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from convtool.commands import warmup as warmup_cmd
+
+    steps = tuple(("fake", "convtool_fake_steps", "warmup", (t,)) for t in "abc")
+    steps += (("gone", "convtool_fake_absent_module", "warmup"),)
+    monkeypatch.setattr(warmup_cmd, "_STEPS", steps)
+    done = warmup_cmd.run_warmup(quiet=True, jobs=2)
+    assert [label for label, _ in done] == ["fake", "gone"]
+    assert done[0][1] is not None and done[1][1] is None
+    marks = sorted(p.name for p in tmp_path.iterdir() if "-" in p.name)
+    assert [m.split("-")[0] for m in marks] == ["a", "b", "c"]
+    pids = {int(m.split("-")[1]) for m in marks}
+    assert len(pids) == 2 and os.getpid() not in pids  # two workers, not this process
+    for pid in pids:  # both have exited (and were reaped)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 @pytest.mark.parametrize("user_value", [None, "active"])
@@ -248,18 +282,21 @@ def test_openmp_wait_policy_defaults_to_passive(user_value: str | None) -> None:
     assert out.stdout.strip() == (user_value or "passive")
 
 
-def test_threads_option_starts_openmp_after_convtool_core() -> None:
-    """--threads calls numba.set_num_threads, which loads OpenMP: core's defaults must be set."""
+def test_threads_option_sets_the_compute_threads_without_numba() -> None:
+    """--threads and threads= set convtool's own thread count; neither imports Numba,
+    and neither does the FFT path (numpy only)."""
     code = (
-        "import os, sys\n"
+        "import sys, numpy as np\n"
         "from convtool.commands._common import set_threads\n"
+        "from convtool import filtering, parallel\n"
         "set_threads(1)\n"
-        "assert 'numba' in sys.modules\n"
-        "print(os.environ.get('OMP_WAIT_POLICY'))\n"
+        "assert parallel.get_threads() == 1\n"
+        "img = np.ones((64, 64), np.float32)\n"
+        "filtering.convolve(img, np.ones((31, 31)), method='fft', threads=2)\n"
+        "filtering.convolve(img, 'box:3', threads=2)\n"
+        "assert 'numba' not in sys.modules\n"
+        "print('ok')\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
-    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "passive"
+    assert out.stdout.strip() == "ok"

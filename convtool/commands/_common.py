@@ -105,20 +105,16 @@ def check_scale(scale: str) -> str:
 
 
 def set_threads(threads: int | None) -> None:
-    """Apply ``--threads`` to Numba (imports numba, so call it only when computing)."""
+    """Apply ``--threads`` (:func:`convtool.parallel.set_threads`; Numba is not imported)."""
     if threads is None:
         return
-    import importlib
-
-    # convtool.core's environment defaults must be in place before numba starts OpenMP
-    importlib.import_module("convtool.core")
-    import numba
-
     if threads < 1:
         from ..errors import UsageError
 
         raise UsageError(f"--threads must be >= 1, got {threads}")
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    from ..parallel import set_threads as set_compute_threads
+
+    set_compute_threads(threads)
 
 
 # Options shared by every command that turns images into images (convolve,

@@ -4,6 +4,11 @@ The first run after an install compiles the Numba kernels it needs (seconds);
 later runs load them from the cache (milliseconds). Running ``convtool warmup``
 once, e.g. right after ``pip install`` or while building a container image,
 pays that cost up front for every command.
+
+Compiling is single-threaded, so the steps run in one worker process per CPU
+(``--jobs``), each step's kernels in one process (two processes never write
+the same function's cache index at once); every worker is waited for, and
+stopped if the command is interrupted.
 """
 
 from __future__ import annotations
@@ -12,12 +17,16 @@ import typer
 
 from ._common import cli_errors
 
-# (label, module, function); a module or function that does not exist is skipped,
-# so the command keeps working while parts of convtool are optional or missing.
-_STEPS = (
-    ("filtering", "convtool.filtering", "warmup"),
-    ("pooling", "convtool.pooling", "warmup"),
+# (label, module, function, positional arguments); a module or function that does
+# not exist is skipped, so the command keeps working while parts of convtool are
+# optional or missing. Worker k of n takes steps k, k+n, ...: the order balances
+# two workers (compile CPU measured with benchmarks/bench_cli.py: direct 10 s,
+# separable 6, detection 3, pooling 5, png 0.5, conv2d 4).
+_STEPS: tuple[tuple, ...] = (
+    ("filtering", "convtool.filtering", "warmup", (("direct",),)),
+    ("filtering", "convtool.filtering", "warmup", (("separable",),)),
     ("detection", "convtool.detection", "warmup"),
+    ("pooling", "convtool.pooling", "warmup"),
     ("png", "convtool.png", "warmup"),
     ("conv2d", "convtool.conv2d", "warmup"),
 )  # network layers run on conv2d, filtering and pooling
@@ -46,33 +55,113 @@ def _count_cache_files(root: str) -> int:
     return total
 
 
-def run_warmup(*, quiet: bool = False) -> list[tuple[str, float | None]]:
-    """Call each module's ``warmup()``; return (label, seconds or None if absent)."""
+def _resolve(step: tuple):
+    """The step's function and arguments, or None if its module or function is absent."""
     import importlib
+
+    label, module_name, func_name = step[:3]
+    args = step[3] if len(step) > 3 else ()
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise  # a real missing dependency inside the module: a bug, keep it loud
+        return None
+    func = getattr(module, func_name, None)
+    return (func, args) if callable(func) else None
+
+
+def run_steps(steps: list) -> list[float | None]:
+    """Run the given steps in this process; return seconds (None if absent) for each."""
     import time
 
+    done: list[float | None] = []
+    for step in steps:
+        found = _resolve(step)
+        if found is None:
+            done.append(None)
+            continue
+        func, args = found
+        t0 = time.perf_counter()
+        func(*args)
+        done.append(time.perf_counter() - t0)
+    return done
+
+
+_WORKER = """
+import json, sys
+from convtool.commands.warmup import run_steps
+print(json.dumps(run_steps(json.loads(sys.argv[1]))))
+"""
+
+
+def _run_workers(groups: list[list[tuple]]) -> list[list[float | None]]:
+    """One process per group of steps, all at once; wait for every one."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import convtool.core  # noqa: F401  (chooses NUMBA_CACHE_DIR: the workers inherit it)
+
+    # the workers import exactly the modules this process would (same convtool, same path)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, json.dumps(group)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        for group in groups
+    ]
+    results: list[list[float | None]] = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"a warmup worker failed:\n{err.strip()[-2000:]}")
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:  # interrupted or failed: no worker outlives the command
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return results
+
+
+def _default_jobs() -> int:
+    from ..parallel import get_threads
+
+    return get_threads()
+
+
+def run_warmup(*, quiet: bool = False, jobs: int | None = None) -> list[tuple[str, float | None]]:
+    """Run every step (in ``jobs`` worker processes, default one per CPU); return
+    (label, seconds or None if absent) per label, seconds summed over its steps."""
     from rich.console import Console
 
     console = Console(stderr=True, quiet=quiet)
-    done: list[tuple[str, float | None]] = []
-    for label, module_name, func_name in _STEPS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise  # a real missing dependency inside the module: a bug, keep it loud
-            done.append((label, None))
-            continue
-        func = getattr(module, func_name, None)
-        if not callable(func):
-            done.append((label, None))
-            continue
-        with console.status(f"compiling {label} kernels (cached after the first time) ..."):
-            t0 = time.perf_counter()
-            func()
-            seconds = time.perf_counter() - t0
-        console.print(f"  {label:<10} {seconds:6.2f} s")
-        done.append((label, seconds))
+    jobs = max(1, min(jobs or _default_jobs(), len(_STEPS)))
+    labels = list(dict.fromkeys(step[0] for step in _STEPS))
+    steps = list(_STEPS)
+    groups = [steps[k::jobs] for k in range(jobs)]
+    status = f"compiling kernels in {jobs} process(es) (cached after the first time) ..."
+    with console.status(status):
+        results = [run_steps(steps)] if jobs == 1 else _run_workers(groups)
+    seconds: dict[str, float | None] = {}
+    for group, times in zip(groups, results, strict=True):
+        for step, t in zip(group, times, strict=True):
+            label = step[0]
+            if t is not None:
+                seconds[label] = (seconds.get(label) or 0.0) + t
+            else:
+                seconds.setdefault(label, None)
+    done = [(label, seconds.get(label)) for label in labels]
+    for label, t in done:
+        if t is not None:
+            console.print(f"  {label:<10} {t:6.2f} s")
     return done
 
 
@@ -83,18 +172,27 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(
             False, "--quiet", "-q", help="No progress on stderr; only the summary line."
         ),
+        jobs: int | None = typer.Option(
+            None,
+            "--jobs",
+            "-j",
+            min=1,
+            help="Worker processes compiling at once (default: one per CPU).",
+            show_default=False,
+        ),
     ) -> None:
         """Compile every Numba kernel now, so later runs load them from the cache.
 
         Run it once after installing (or when building a container image). It
-        prints where the cache lives and how long compiling or loading took; a
-        second run only loads the cache and finishes in well under a second.
-        Set NUMBA_CACHE_DIR to put the cache elsewhere.
+        prints where the cache lives and how long compiling or loading took
+        (per module, summed over the worker processes); a second run only
+        loads the cache and finishes in about a second. Set NUMBA_CACHE_DIR to
+        put the cache elsewhere.
         """
         import time
 
         t0 = time.perf_counter()
-        steps = run_warmup(quiet=quiet)
+        steps = run_warmup(quiet=quiet, jobs=jobs)
         total = time.perf_counter() - t0
         cache = _cache_location()
         ran = [label for label, seconds in steps if seconds is not None]

@@ -25,16 +25,20 @@ The inner loops are the generated tap loops of :mod:`convtool.core.conv_taps`
 (one function per tap count 1-9, wider rows in chunks of 9): each is a dot
 product of shifted views of one source row (or of three rows at once, so the
 output row is read and written once per three kernel rows) with scalar
-weights, which LLVM vectorises. There is one parallel driver per algorithm (``direct``,
-``separable``), compiled per input dtype and cached on disk.
+weights, which LLVM vectorises. There is one driver per algorithm (``direct``,
+``separable``), compiled per input dtype and cached on disk. Each computes the
+output rows ``[i0, i1)`` on the calling thread and releases the GIL: the API
+runs blocks of rows on Python threads (:mod:`convtool.parallel`), which costs
+far less to compile than a Numba ``prange`` loop and lets Dask's threads run
+the kernels side by side.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .conv_taps import acc1, set1, taps3, taps_acc, taps_set, taps_sym_set
+from .conv_taps import acc1, taps3_acc, taps_acc, taps_set, taps_sym_set
 from .indexing import CONSTANT, REFLECT, REPLICATE, SYMMETRIC, VALID, WRAP, index_map
 
 __all__ = ["CONSTANT", "REFLECT", "REPLICATE", "SYMMETRIC", "VALID", "WRAP", "index_map"]
@@ -42,29 +46,29 @@ __all__ = ["CONSTANT", "REFLECT", "REPLICATE", "SYMMETRIC", "VALID", "WRAP", "in
 _FASTMATH = {"contract", "arcp", "nsz"}
 
 
-@njit(cache=True, nogil=True, parallel=True, fastmath=_FASTMATH)
-def direct(img, nch, w, rmap, cmap, cval, lo, hi, dil, out):
-    """Direct correlation with column stride 1 (any kernel size).
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def direct(img, nch, w, rmap, cmap, cval, lo, hi, dil, out, i0, i1):
+    """Direct correlation with column stride 1 (any kernel size), output rows ``[i0, i1)``.
 
-    Interior columns ``[lo, hi)`` run :func:`taps_set` / :func:`taps_acc` on
+    Interior columns ``[lo, hi)`` run :func:`taps3_acc` / :func:`taps_acc` on
     views of the source rows (vectorised); the border columns go through
     ``cmap`` one value at a time. Rows come from ``rmap``.
     """
-    oh = out.shape[0]
     ow = cmap.shape[0]
     kh, kw = w.shape
     step = dil * nch
     n = (hi - lo) * nch
-    fuse = kw <= 5  # three rows per pass pays off for narrow kernels only
+    fuse = kw == 3 or kw == 5  # three rows per pass: the two common narrow widths
     rowsum = np.zeros(kh, dtype=np.float32)
     for a in range(kh):
         for b in range(kw):
             rowsum[a] += w[a, b]
-    for i in prange(oh):
+    for i in range(i0, i1):
         orow = out[i]
         if n > 0:
             inner = orow[lo * nch : hi * nch]
-            first = True
+            for k in range(n):
+                inner[k] = 0.0
             outside = False
             extra = np.float32(0.0)
             a = 0
@@ -78,20 +82,12 @@ def direct(img, nch, w, rmap, cmap, cval, lo, hi, dil, out):
                 if fuse and a + 2 < kh and rmap[i, a + 1] >= 0 and rmap[i, a + 2] >= 0:
                     r1 = rmap[i, a + 1]
                     r2 = rmap[i, a + 2]
-                    taps3(img[r], img[r1], img[r2], step, w[a : a + 3], inner, n, first)
-                    first = False
+                    taps3_acc(img[r], img[r1], img[r2], step, w[a : a + 3], inner, n)
                     a += 3
                     continue
-                if first:
-                    taps_set(img[r], step, w[a], inner, n)
-                    first = False
-                else:
-                    taps_acc(img[r], step, w[a], inner, n)
+                taps_acc(img[r], step, w[a], inner, n)
                 a += 1
-            if first:
-                for k in range(n):
-                    inner[k] = extra
-            elif outside:
+            if outside:
                 for k in range(n):
                     inner[k] += extra
         nb = lo + (ow - hi)
@@ -110,9 +106,9 @@ def direct(img, nch, w, rmap, cmap, cval, lo, hi, dil, out):
                 orow[j * nch + c] = s
 
 
-@njit(cache=True, nogil=True, parallel=True, fastmath=_FASTMATH)
-def separable(img, nch, u, v, symu, symv, rmap, ilo, ihi, ext, cval, left, dil, out, nblocks):
-    """Separable correlation: vertical taps ``u`` then horizontal taps ``v``.
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def separable(img, nch, u, v, symu, symv, rmap, ilo, ihi, ext, cval, left, dil, out, i0, i1):
+    """Separable correlation, output rows ``[i0, i1)``: vertical taps ``u``, then horizontal ``v``.
 
     Per output row, the vertical pass fills a horizontally padded row buffer
     (``ext[k]`` is the source column of padded position ``k``, ``-1`` for
@@ -121,7 +117,6 @@ def separable(img, nch, u, v, symu, symv, rmap, ilo, ihi, ext, cval, left, dil, 
     flattened image. The horizontal pass then runs with no border logic.
     ``symu`` / ``symv``: the taps are symmetric (paired multiplies).
     """
-    oh = out.shape[0]
     ow = out.shape[1] // nch
     kh = u.shape[0]
     rowlen = img.shape[1]
@@ -132,49 +127,40 @@ def separable(img, nch, u, v, symu, symv, rmap, ilo, ihi, ext, cval, left, dil, 
     usum = np.float32(0.0)
     for a in range(kh):
         usum += u[a]
-    per = (oh + nblocks - 1) // nblocks
     off = left * nch
-    for blk in prange(nblocks):
-        tmp = np.empty(next_ * nch, dtype=np.float32)
-        mid = tmp[off : off + rowlen]
-        i0 = blk * per
-        i1 = min(oh, i0 + per)
-        for i in range(i0, i1):
-            if ilo <= i < ihi:
-                if symu:
-                    taps_sym_set(flat[rmap[i, 0] * rowlen :], dil * rowlen, u, mid, rowlen)
+    tmp = np.empty(next_ * nch, dtype=np.float32)
+    mid = tmp[off : off + rowlen]
+    for i in range(i0, i1):
+        if ilo <= i < ihi:
+            if symu:
+                taps_sym_set(flat[rmap[i, 0] * rowlen :], dil * rowlen, u, mid, rowlen)
+            else:
+                taps_set(flat[rmap[i, 0] * rowlen :], dil * rowlen, u, mid, rowlen)
+        else:
+            outside = False
+            extra = np.float32(0.0)
+            for x in range(rowlen):
+                mid[x] = 0.0
+            for a in range(kh):
+                r = rmap[i, a]
+                if r < 0:
+                    outside = True
+                    extra += u[a] * cval
                 else:
-                    taps_set(flat[rmap[i, 0] * rowlen :], dil * rowlen, u, mid, rowlen)
-            else:
-                first = True
-                outside = False
-                extra = np.float32(0.0)
-                for a in range(kh):
-                    r = rmap[i, a]
-                    if r < 0:
-                        outside = True
-                        extra += u[a] * cval
-                    elif first:
-                        set1(img[r], rowlen, u[a : a + 1], mid, rowlen)
-                        first = False
-                    else:
-                        acc1(img[r], rowlen, u[a : a + 1], mid, rowlen)
-                if first:
-                    for x in range(rowlen):
-                        mid[x] = extra
-                elif outside:
-                    for x in range(rowlen):
-                        mid[x] += extra
-            # padded positions: copy from the mapped column (cval columns: usum*cval)
-            for kb in range(next_ - width):
-                k = kb if kb < left else kb + width
-                sc = ext[k]
-                for c in range(nch):
-                    if sc < 0:
-                        tmp[k * nch + c] = usum * cval
-                    else:
-                        tmp[k * nch + c] = tmp[off + sc * nch + c]
-            if symv:
-                taps_sym_set(tmp, step, v, out[i], ow * nch)
-            else:
-                taps_set(tmp, step, v, out[i], ow * nch)
+                    acc1(img[r], rowlen, u[a : a + 1], mid, rowlen)
+            if outside:
+                for x in range(rowlen):
+                    mid[x] += extra
+        # padded positions: copy from the mapped column (cval columns: usum*cval)
+        for kb in range(next_ - width):
+            k = kb if kb < left else kb + width
+            sc = ext[k]
+            for c in range(nch):
+                if sc < 0:
+                    tmp[k * nch + c] = usum * cval
+                else:
+                    tmp[k * nch + c] = tmp[off + sc * nch + c]
+        if symv:
+            taps_sym_set(tmp, step, v, out[i], ow * nch)
+        else:
+            taps_set(tmp, step, v, out[i], ow * nch)

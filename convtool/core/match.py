@@ -4,7 +4,7 @@ The FFT cross-correlation lives in the API layer (``convtool.detection``, numpy
 only); these kernels do everything whose cost must not grow with the template's
 area:
 
-* :func:`normalize_scores` turns the zero-mean cross-correlation into a zncc,
+* :func:`normalize_block` turns the zero-mean cross-correlation into a zncc,
   cosine or sqdiff score. The local sums and sums of squares of each
   ``h x w`` window come from running column sums in float64 (the same numbers
   a summed-area table gives, with O(W) memory instead of two image-sized
@@ -21,7 +21,7 @@ All kernels take plain arrays and scalars; nothing here imports Pillow or the CL
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 #: Method codes shared with ``convtool.detection``.
 ZNCC = 0
@@ -73,7 +73,8 @@ def normalize_block(
     Column sums over the ``h`` rows of the window slide down one row at a time
     (add the new row, subtract the old), and prefix sums of them along the row
     give every window's sum: O(1) per output and channel, float64, O(W) memory.
-    Releases the GIL, so FFT tiles can be normalised on worker threads.
+    Releases the GIL, so FFT tiles and bands of rows are normalised on
+    worker threads (:mod:`convtool.parallel`).
     """
     n_ch = planes.shape[0]
     bw = x1 - x0
@@ -150,23 +151,6 @@ def normalize_block(
                     row[x] = min(1.0, max(0.0, r))
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def normalize_scores(
-    num, planes, img_mean, h, w, method, t_mean, t_var, t_sq, t_flat, noise, nbands
-):
-    """:func:`normalize_block` over the whole map, ``nbands`` row bands in parallel."""
-    ho, wo = num.shape
-    nbands = min(ho, max(1, nbands))
-    band = (ho + nbands - 1) // nbands
-    nbands = (ho + band - 1) // band
-    for b in prange(nbands):
-        y0 = b * band
-        y1 = min(ho, y0 + band)
-        normalize_block(
-            num, planes, img_mean, h, w, method, t_mean, t_var, t_sq, t_flat, noise, y0, y1, 0, wo
-        )
-
-
 @njit(cache=True, nogil=True)
 def value_stats(planes):
     """Per channel: minimum, maximum, mean (float64 sums); and whether all are whole numbers."""
@@ -192,17 +176,17 @@ def value_stats(planes):
     return lo, hi, integral, mean
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def correlate_direct(planes, img_mean, tmpl, out):
+@njit(cache=True, nogil=True)
+def correlate_direct(planes, img_mean, tmpl, out, y0, y1):
     """``out[y, x] = sum_c sum_{u,v} (planes[c, y+u, x+v] - img_mean[c]) * tmpl[c, u, v]``.
 
-    The plain O(H*W*h*w) correlation, for tiny templates. ``out`` is float32
-    (H-h+1, W-w+1); sums are kept in float64.
+    The plain O(H*W*h*w) correlation, for tiny templates, output rows
+    ``[y0, y1)``. ``out`` is float32 (H-h+1, W-w+1); sums are kept in float64.
     """
     n_ch, h, w = tmpl.shape
-    ho, wo = out.shape
+    wo = out.shape[1]
     t = tmpl.astype(np.float64)
-    for y in prange(ho):
+    for y in range(y0, y1):
         acc = np.zeros(wo)
         for c in range(n_ch):
             m = img_mean[c]
@@ -254,8 +238,9 @@ def find_peaks(score, threshold, sign):
                 if k == ys.shape[0]:
                     ys2 = np.empty(2 * k, np.int64)
                     xs2 = np.empty(2 * k, np.int64)
-                    ys2[:k] = ys
-                    xs2[:k] = xs
+                    for q in range(k):  # element by element: a slice assignment would
+                        ys2[q] = ys[q]  # compile Numba's shape-mismatch message (unicode
+                        xs2[q] = xs[q]  # formatting, ~2 s of first-run compile)
                     ys = ys2
                     xs = xs2
                 ys[k] = y

@@ -23,24 +23,22 @@ Kernels, chosen by :mod:`convtool.pooling`:
   probability-weighted average (test-time rule).
 * ``fractional_max``: max over given region boundaries.
 
+Every kernel computes a range of output rows ``[i0, i1)`` (bands
+``[b0, b1)`` for the separable one) on the calling thread and releases the
+GIL; :mod:`convtool.pooling` runs blocks of rows on Python threads
+(:mod:`convtool.parallel`), which compiles much faster than ``prange``.
+
 This module holds kernels only; validation lives in :mod:`convtool.pooling`.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-#: Reduction codes for the generic kernels.
-OP_MAX = 0
-OP_MIN = 1
-OP_SUM = 2  # sum divided by the clipped window area (avg); lp uses it on |x|**p
+from .pool_codes import FILL, OP_MAX, OP_MIN, OP_SUM, SKIP
 
-
-#: Index-map codes: a map sends a padded coordinate to a source row/column, or
-#: to one of these.
-FILL = -1  # constant padding: the fill value
-SKIP = -2  # beyond the padded border (ceil mode): not part of the window
+__all__ = ["FILL", "OP_MAX", "OP_MIN", "OP_SUM", "SKIP"]
 
 
 # The specialised loops index with unsigned integers: Numba then skips the
@@ -49,10 +47,10 @@ _ONE = np.uint64(1)
 _TWO = np.uint64(2)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def max_2x2_s2(x, out, i0, i1, j0, j1, off):  # pragma: no cover - compiled
     """``out[i, j]`` for the box ``[i0, i1) x [j0, j1)``; window at ``x[2i-off, 2j-off]``."""
-    for i in prange(i0, i1):
+    for i in range(i0, i1):
         r0 = x[2 * i - off]
         r1 = x[2 * i - off + 1]
         o = out[i]
@@ -61,10 +59,10 @@ def max_2x2_s2(x, out, i0, i1, j0, j1, off):  # pragma: no cover - compiled
             o[np.uint64(j)] = max(max(r0[c], r0[c + _ONE]), max(r1[c], r1[c + _ONE]))
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def avg_2x2_s2(x, out, i0, i1, j0, j1, off):  # pragma: no cover - compiled
     quarter = np.float32(0.25)
-    for i in prange(i0, i1):
+    for i in range(i0, i1):
         r0 = x[2 * i - off]
         r1 = x[2 * i - off + 1]
         o = out[i]
@@ -73,9 +71,9 @@ def avg_2x2_s2(x, out, i0, i1, j0, j1, off):  # pragma: no cover - compiled
             o[np.uint64(j)] = ((r0[c] + r0[c + _ONE]) + (r1[c] + r1[c + _ONE])) * quarter
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def max_3x3_s2(x, out, i0, i1, j0, j1, off):  # pragma: no cover - compiled
-    for i in prange(i0, i1):
+    for i in range(i0, i1):
         r0 = x[2 * i - off]
         r1 = x[2 * i - off + 1]
         r2 = x[2 * i - off + 2]
@@ -213,7 +211,7 @@ def _table_row(
             o[j] = o[j] / (nrows * ncols[j])
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def reduce_table(
     x, out, op, rowmap, colmap, fill, ncols, f, s, off, i0, i1, j0, j1, ja, jb
 ):  # pragma: no cover - compiled
@@ -226,9 +224,8 @@ def reduce_table(
     window) and are read without the map. ``ncols[j]``: non-SKIP columns of
     window ``j``, for the average's divisor.
     """
-    # the parallel loop only hands out rows: a small parfor body compiles fast
     lo, hi = _split(j0, j1, ja, jb)
-    for i in prange(i0, i1):
+    for i in range(i0, i1):
         _table_row(x, out[i], op, rowmap, colmap, fill, ncols, f, s, off, i, j0, j1, lo, hi)
 
 
@@ -273,19 +270,18 @@ def _separable_band(
                 o[j] = o[j] / (nrows * ncols[j])
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def reduce_table_separable(
-    x, out, op, rowmap, colmap, fill, ncols, f, s, off, ja, jb, band
+    x, out, op, rowmap, colmap, fill, ncols, f, s, off, ja, jb, band, b0, b1
 ):  # pragma: no cover - compiled
-    """Same result as :func:`reduce_table` over all of ``out``: per band of
-    ``band`` output rows, a row pass into a small buffer, then a column pass.
+    """Same result as :func:`reduce_table` over bands ``[b0, b1)`` of ``band``
+    output rows each: per band, a row pass into a small buffer, then a column pass.
 
     2F reads per output instead of F*F, for overlapping windows.
     """
     oh, ow = out.shape
     lo, hi = _split(0, ow, ja, jb)
-    nbands = (oh + band - 1) // band
-    for b in prange(nbands):
+    for b in range(b0, b1):
         i0 = b * band
         _separable_band(
             x, out, op, rowmap, colmap, fill, ncols, f, s, off, i0, min(oh, i0 + band), lo, hi
@@ -304,16 +300,19 @@ def _sample(x, rowmap, colmap, fill, r, c):  # pragma: no cover - compiled
     return np.float64(x[ri, ci])
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def stochastic(x, out, u, rowmap, colmap, fill, f, s, evaluate):  # pragma: no cover - compiled
-    """Stochastic pooling of non-negative ``x`` (maps as in :func:`reduce_table`).
+@njit(cache=True, nogil=True)
+def stochastic(
+    x, out, u, rowmap, colmap, fill, f, s, evaluate, i0, i1
+):  # pragma: no cover - compiled
+    """Stochastic pooling of non-negative ``x``, output rows ``[i0, i1)``.
 
+    The maps are as in :func:`reduce_table`.
     Training rule: with ``t = u[i, j] * sum(window)``, pick the first sample in
     row-major order whose running sum exceeds ``t`` (all-zero window -> 0).
     ``evaluate``: the probability-weighted average sum(a*a) / sum(a).
     """
-    oh, ow = out.shape
-    for i in prange(oh):
+    ow = out.shape[1]
+    for i in range(i0, i1):
         for j in range(ow):
             total = 0.0
             squares = 0.0
@@ -347,17 +346,17 @@ def stochastic(x, out, u, rowmap, colmap, fill, f, s, evaluate):  # pragma: no c
             out[i, j] = pick
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def fractional_max(x, out, rows, cols, overlap):  # pragma: no cover - compiled
-    """Max over regions ``[rows[i], rows[i+1])`` x ``[cols[j], cols[j+1])``.
+@njit(cache=True, nogil=True)
+def fractional_max(x, out, rows, cols, overlap, i0, i1):  # pragma: no cover - compiled
+    """Max over regions ``[rows[i], rows[i+1])`` x ``[cols[j], cols[j+1])``, rows ``[i0, i1)``.
 
     With ``overlap`` each region also takes the next boundary row/column
     (``[a_i, a_{i+1}]``), clipped to the array.
     """
     h, w = x.shape
-    oh, ow = out.shape
+    ow = out.shape[1]
     extra = 1 if overlap else 0
-    for i in prange(oh):
+    for i in range(i0, i1):
         r0 = rows[i]
         r1 = min(rows[i + 1] + extra, h)
         o = out[i]

@@ -928,19 +928,12 @@ def run_node(layer: Any, *values: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out).reshape(layer.out_shape)
 
 
-def _prepare_numba() -> None:
-    # pooling runs on Numba; with it loaded, conv2d takes the compiled paths too
-    import convtool.core.pool  # noqa: F401
-
-
 def register_all() -> None:
     """Add every ONNX operator to the network registry under its ONNX type name."""
     from .ops import register
 
-    heavy = {"Conv", "MaxPool", "AveragePool"}
     for op_type in ONNX_OPS:
-        prepare = _prepare_numba if op_type in heavy else None
-        register(op_type, plan_node, run_node, arity=(1, None), prepare=prepare)
+        register(op_type, plan_node, run_node, arity=(1, None))
 
 
 register_all()

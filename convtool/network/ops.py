@@ -290,13 +290,6 @@ def _plan_pool(layer: Layer, ins: list[Layer]) -> Shape:
     return (c, oh, ow)
 
 
-def _load_numba_pool() -> None:
-    # Pooling runs on Numba, so the process pays its start-up anyway; load it
-    # first so that convolutions take the compiled paths, not the numpy path
-    # convtool.filtering uses while Numba is not loaded.
-    import convtool.core.pool  # noqa: F401
-
-
 def _run_pool(layer: Layer, x: np.ndarray) -> np.ndarray:
     from ..pooling import pool
 
@@ -563,7 +556,7 @@ def _clip(layer: Layer, x: np.ndarray) -> np.ndarray:
 #: Node type -> operator. The TOML layer types; the ONNX import registers its own.
 OPS: dict[str, Op] = {
     "conv": Op(_plan_conv, _run_conv),
-    "pool": Op(_plan_pool, _run_pool, prepare=_load_numba_pool),
+    "pool": Op(_plan_pool, _run_pool),
     "relu": Op(same_shape, _relu),
     "leaky_relu": Op(_plan_leaky_relu, _leaky_relu),
     "tanh": Op(same_shape, _tanh),
