@@ -6,7 +6,6 @@ The layer-level convolution that networks (TOML specs and ONNX models) run:
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import numpy as np
@@ -190,16 +189,17 @@ def warmup() -> None:
     """Compile (or load from the cache) the Numba kernels of the fast paths.
 
     One float32 signature each: the Winograd kernel and its weight
-    transform, the im2col gather and the product.
+    transform, the two gathers (im2col, im2row) and their products.
 
     Examples
     --------
     >>> warmup()
     """
-    x = np.zeros((8, 10, 10), np.float32)
-    w = np.zeros((8, 8, 3, 3), np.float32)
+    x = np.zeros((32, 10, 10), np.float32)
+    w = np.zeros((8, 32, 3, 3), np.float32)
     conv2d(x, w, method="winograd")
-    conv2d(x, w, method="gemm")
+    conv2d(x, w, method="gemm")  # 288 taps: im2row and dot products
+    conv2d(x[:8], w[:, :8], method="gemm")  # 72 taps: im2col and tiles
 
 
 #: numpy im2col + BLAS (``matmul``), estimated ns per patch value gathered and
@@ -214,10 +214,12 @@ def _matmul_for_now(method: str, m: int, taps: int, pixels: int) -> bool:
     is not cached) runs as ``matmul``."""
     from . import rentbuy
 
-    kernels = {
-        "winograd": ["conv_winograd.winograd_f43", "conv_winograd.weight_transform"],
-        "gemm": ["conv_gemm.gemm_bias", "conv_gemm.im2col"],
-    }[method]
+    if method == "winograd":
+        kernels = ["conv_winograd.winograd_f43", "conv_winograd.weight_transform"]
+    elif taps >= GEMM_DOT_MIN_TAPS:
+        kernels = ["conv_gemm.gemm_dot", "conv_gemm.im2row"]
+    else:
+        kernels = ["conv_gemm.gemm_bias", "conv_gemm.im2col"]
     cost = MATMUL_GATHER_NS * taps * pixels + MATMUL_MAC_NS * m * taps * pixels
     return rentbuy.prefer_numpy(cost, kernels)
 
@@ -296,10 +298,10 @@ def _conv_winograd(
     for g in range(groups):
         wg = np.ascontiguousarray(w[g * mg : (g + 1) * mg])
         u = np.empty((36, mg, cg), np.float32)
-        _spread(weight_transform, (wg, u), mg, threads)
+        _spread(weight_transform, (wg, u), mg, threads, 200.0 * mg * cg)
         args = (x[g * cg : (g + 1) * cg], top, left, fill, u, b[g * mg : (g + 1) * mg],
                 out[g * mg : (g + 1) * mg], rows, m_parts)  # fmt: skip
-        _spread(winograd_f43, args, items, threads)
+        _spread(winograd_f43, args, items, threads, 36.0 * mg * cg * th * tw)
     if (4 * th, 4 * tw) != (oh, ow):
         out = np.ascontiguousarray(out[:, :oh, :ow])
     return out
@@ -347,19 +349,24 @@ def _conv_gemm(
         og = out[g * mg : (g + 1) * mg]
         if direct:
             part = xg.reshape(cg, h * wd)
-            _spread(gemm_bias, (wg, part, bg, og, 0), gemm_tiles(mg, h * wd), threads)
+            work = float(mg) * taps * h * wd
+            _spread(gemm_bias, (wg, part, bg, og, 0), gemm_tiles(mg, h * wd), threads, work)
             continue
         for y0 in range(0, oh, rows):
             y1 = min(oh, y0 + rows)
             n = (y1 - y0) * ow
             if dot:
                 part = patches if y1 - y0 == rows else np.empty((n, taps), np.float32)
-                _spread(im2row, (xg, kh, kw, sh, sw, dh, dw, y0, ow, part), n, threads)
-                _spread(gemm_dot, (wg, part, bg, og, y0 * ow), -(-mg // 4), threads)
+                args = (xg, kh, kw, sh, sw, dh, dw, y0, ow, part)
+                _spread(im2row, args, n, threads, float(n) * taps)
+                args = (wg, part, bg, og, y0 * ow)
+                _spread(gemm_dot, args, -(-mg // 4), threads, float(mg) * taps * n)
             else:
                 part = patches if y1 - y0 == rows else np.empty((taps, n), np.float32)
-                _spread(im2col, (xg, kh, kw, sh, sw, dh, dw, y0, y1, ow, part), taps, threads)
-                _spread(gemm_bias, (wg, part, bg, og, y0 * ow), gemm_tiles(mg, n), threads)
+                args = (xg, kh, kw, sh, sw, dh, dw, y0, y1, ow, part)
+                _spread(im2col, args, taps, threads, float(n) * taps)
+                args = (wg, part, bg, og, y0 * ow)
+                _spread(gemm_bias, args, gemm_tiles(mg, n), threads, float(mg) * taps * n)
     return out.reshape(m, oh, ow)
 
 
@@ -370,38 +377,17 @@ def _threads() -> int:
     return get_threads()
 
 
-_POOL: dict[int, Any] = {}
+def _spread(kernel: Any, args: tuple, items: int, threads: int, work: float) -> None:
+    """Run ``kernel(*args, lo, hi)`` over ``range(items)`` on the compute threads.
 
-
-def _spread(kernel: Any, args: tuple, items: int, threads: int) -> None:
-    """Run ``kernel(*args, lo, hi)`` over ``range(items)`` on ``threads`` threads.
-
-    The kernels release the GIL, so slices run at once on a small pool of
-    Python threads kept for the process, the caller's thread among them. The
-    range is cut into up to four slices per thread that every thread takes
-    from a shared counter: on a busy machine a thread the OS has not scheduled
-    yet leaves its share to the others instead of holding up the call.
+    The kernels release the GIL; :func:`convtool.parallel.run_blocks` hands
+    out blocks of the range to its pool (the calling thread included) as
+    threads come free, and keeps small jobs (``work``: multiply-adds or
+    values moved) on the calling thread.
     """
-    parts = max(1, min(items, 4 * threads))
-    if threads == 1 or parts == 1:
-        kernel(*args, 0, items)
-        return
-    bounds = [items * i // parts for i in range(parts + 1)]
-    counter = itertools.count()
+    from .parallel import run_blocks
 
-    def work() -> None:
-        while (i := next(counter)) < parts:  # next() on a count is atomic under the GIL
-            kernel(*args, bounds[i], bounds[i + 1])
-
-    pool = _POOL.get(threads - 1)
-    if pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        pool = _POOL[threads - 1] = ThreadPoolExecutor(threads - 1, thread_name_prefix="convtool")
-    futures = [pool.submit(work) for _ in range(threads - 1)]
-    work()
-    for f in futures:
-        f.result()
+    run_blocks(lambda lo, hi: kernel(*args, lo, hi), items, work=work, nthreads=threads)
 
 
 def _pad(
