@@ -23,8 +23,10 @@ Also printed: every convolution of both networks alone (``conv2d`` with the
 method ``auto`` picks, against torch), the first call of each side (Numba
 cache load or compile included), the largest difference from the peer
 (checked: a disagreement beyond 1e-4 of the largest value stops the script),
-and the peak memory of ResNet-18 with all maps kept (a fresh subprocess:
-``ru_maxrss`` and tracemalloc's peak of the run itself).
+and the peak memory of ResNet-18 with all maps kept (a fresh subprocess that
+loads the model, runs it once to load the kernels, then once more: the
+process's peak RSS, Python and numpy included, and tracemalloc's peak over the
+second run, which counts the arrays it allocates).
 """
 
 from __future__ import annotations
@@ -215,12 +217,12 @@ MEMORY_SCRIPT = """
 import resource, sys, time, tracemalloc
 import numpy as np
 import convtool
-from convtool.network import feature_maps
+from convtool.network import feature_maps, load_net
 img = np.random.default_rng(0).random((224, 224, 3), dtype=np.float32)
-feature_maps(img, sys.argv[1])  # load or compile the kernels first
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+net = load_net(sys.argv[1])
+feature_maps(img, net)  # load or compile the kernels first
 tracemalloc.start()
-maps = feature_maps(img, sys.argv[1])
+maps = feature_maps(img, net)
 cur, peak = tracemalloc.get_traced_memory()
 kept = sum(a.nbytes for _, a in maps)
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

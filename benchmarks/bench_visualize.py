@@ -65,15 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     for (layer, _), xin in zip(results, inputs, strict=True):
         if layer.kind != "conv":
             continue
-        o = layer.spec.options
+        a = layer.attrs
         pairs = layer.weight.shape[0] * layer.weight.shape[1]
         # the bank path makes one filtering call per (input, output) channel pair: skip
         # it where that is thousands of calls (tens of seconds, it never wins there)
         for method in ("matmul", "bank") if pairs <= 200 else ("matmul",):
             t = common.timeit(
-                lambda layer=layer, xin=xin, method=method, o=o: conv2d(
-                    xin, layer.weight, layer.bias, stride=o["stride"], dilation=o["dilation"],
-                    groups=layer.groups, padding=layer.padding, method=method,
+                lambda layer=layer, xin=xin, method=method, a=a: conv2d(
+                    xin, layer.weight, layer.bias, stride=a["stride"], dilation=a["dilation"],
+                    groups=a["groups"], padding=a["padding"], pad_mode=a["pad_mode"],
+                    method=method,
                 ),
                 repeat=args.repeat,
             )  # fmt: skip

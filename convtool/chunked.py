@@ -15,8 +15,8 @@ index of every position they read, through the same index maps
 (:func:`convtool.core.indexing.index_map`) as the in-memory path, so reflect,
 symmetric and wrap are built at the true image border exactly as in memory
 (a wrap at the top border reads the bottom rows; dask's own boundary names
-are not used). :func:`plan_axis` groups those source indices into pieces of
-input chunks; each output block is one task that copies its pieces into one
+are not used). :func:`plan_axis` cuts those source indices into runs inside
+input chunks; each output block is one task that copies its runs into one
 buffer (the block plus its halo, which is ``before`` and ``span - 1 - before``
 positions wide), fills the constant padding, and runs the in-memory kernel
 on it with ``pad="valid"``. Output chunks follow the input chunks, divided by
@@ -117,84 +117,90 @@ class Reach:
 
 @dataclass(frozen=True)
 class AxisPlan:
-    """What one output block reads along one axis."""
+    """What one output block reads along one axis, as runs copied straight into its buffer.
 
-    pieces: tuple[tuple[int, int, int], ...]  # (input chunk, start, stop) in chunk coordinates
-    local: np.ndarray | None  # buffer index per read position (FILL); None: all, in order
+    ``runs``: ``(dest, k, start, length, step)``: buffer positions
+    ``dest .. dest+length-1`` come from the ``k``-th input chunk of ``chunks``,
+    from ``start`` on by ``step`` (+1, or -1 where a reflection runs backwards);
+    ``k = -1`` is constant padding (the fill value).
+    """
+
+    size: int  # buffer length along the axis
+    chunks: tuple[int, ...]  # the input chunks read, in the order the task receives them
+    runs: tuple[tuple[int, int, int, int, int], ...]
+
+    @property
+    def fills(self) -> bool:
+        return any(k < 0 for _, k, _, _, _ in self.runs)
 
 
 def plan_axis(src: np.ndarray, in_chunks: Sequence[int]) -> AxisPlan:
-    """Group the source indices ``src`` into runs inside input chunks.
+    """Cut the source indices ``src`` (one per buffer position) into copyable runs.
 
-    The buffer holds each needed source index once, in increasing order;
-    ``local`` maps every read position to its place in the buffer (or FILL).
-    SKIP positions (only ever at the end) are dropped.
+    A run is a stretch of consecutive source indices (rising or falling by 1)
+    inside one input chunk, or a stretch of constant padding (FILL). SKIP
+    positions (only ever at the end) are dropped.
 
     Examples
     --------
     >>> p = plan_axis(np.array([4, 5, 0, 1]), [3, 3])  # wrap at the end of a length-6 axis
-    >>> p.pieces, p.local.tolist()
-    (((0, 0, 2), (1, 1, 3)), [2, 3, 0, 1])
+    >>> p.chunks, p.runs
+    ((1, 0), ((0, 0, 1, 2, 1), (2, 1, 0, 2, 1)))
+    >>> plan_axis(np.array([2, 1, 0, 1, 2]), [6]).runs  # reflect at the start
+    ((0, 0, 2, 3, -1), (3, 0, 1, 2, 1))
     """
+    src = np.asarray(src, dtype=np.int64)
     src = src[src != SKIP]
+    n = src.size
     starts = np.concatenate(([0], np.cumsum(np.asarray(in_chunks, dtype=np.int64))))
-    uniq = np.unique(src[src >= 0])
-    if uniq.size == 0:
-        return AxisPlan((), np.full(src.shape, FILL, np.int64))
-    chunk = np.searchsorted(starts, uniq, side="right") - 1
-    cut = np.flatnonzero((np.diff(uniq) != 1) | (np.diff(chunk) != 0)) + 1
-    lo = np.concatenate(([0], cut))
-    hi = np.concatenate((cut, [uniq.size]))
-    pieces = tuple(
-        (int(chunk[a]), int(uniq[a] - starts[chunk[a]]), int(uniq[b - 1] + 1 - starts[chunk[a]]))
-        for a, b in zip(lo, hi, strict=True)
-    )
-    local = np.where(src >= 0, np.searchsorted(uniq, src), FILL)
-    if local.size == uniq.size and np.array_equal(local, np.arange(uniq.size)):
-        return AxisPlan(pieces, None)
-    return AxisPlan(pieces, local.astype(np.int64))
+    chunk = np.where(src >= 0, np.searchsorted(starts, np.maximum(src, 0), side="right") - 1, -1)
+    d = np.diff(src)
+    cut = (chunk[1:] != chunk[:-1]) | ((src[1:] < 0) != (src[:-1] < 0))
+    cut |= (src[1:] >= 0) & (np.abs(d) != 1)
+    # a reflection turns: the run before the turn ends there (only where it was a run)
+    cut[1:] |= (src[2:] >= 0) & (d[1:] != d[:-1]) & ~cut[:-1]
+    edges = np.concatenate(([0], np.flatnonzero(cut) + 1, [n]))
+    order: list[int] = []
+    runs = []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        a, b = int(a), int(b)
+        c = int(chunk[a])
+        if c < 0:
+            runs.append((a, -1, 0, b - a, 1))
+            continue
+        if c not in order:
+            order.append(c)
+        step = int(src[a + 1] - src[a]) if b - a > 1 else 1
+        runs.append((a, order.index(c), int(src[a] - starts[c]), b - a, step))
+    return AxisPlan(n, tuple(order), tuple(runs))
 
 
-def _take(buf: np.ndarray, local: np.ndarray, axis: int, fill: float) -> np.ndarray:
-    if buf.shape[axis] == 0:
-        shape = list(buf.shape)
-        shape[axis] = local.size
-        return np.full(shape, fill, buf.dtype)
-    out = np.take(buf, np.maximum(local, 0), axis=axis)
-    gone = local < 0
-    if gone.any():
-        index = [slice(None)] * buf.ndim
-        index[axis] = gone
-        out[tuple(index)] = fill
-    return out
+def _span(start: int, length: int, step: int) -> slice:
+    if step > 0:
+        return slice(start, start + length)
+    stop = start - length
+    return slice(start, stop if stop >= 0 else None, -1)
 
 
 def _assemble(
     blocks: list, rplan: AxisPlan, cplan: AxisPlan, fill: float, dtype: np.dtype
 ) -> np.ndarray:
-    """One buffer: the pieces of the input chunks, then the pad-mode order and fill."""
-    h = sum(b - a for _, a, b in rplan.pieces)
-    w = sum(b - a for _, a, b in cplan.pieces)
+    """One buffer: every run of rows x every run of columns, copied once; padding filled."""
     tail = blocks[0][0].shape[2:] if blocks and blocks[0] else ()
-    if rplan.local is not None or cplan.local is not None:
-        if dtype == np.uint8 and (
-            (rplan.local is not None and (rplan.local < 0).any())
-            or (cplan.local is not None and (cplan.local < 0).any())
-        ):
-            dtype = np.dtype(np.float32)  # the fill value need not be a byte
-    buf = np.empty((h, w) + tuple(tail), dtype)
-    r = 0
-    for i, (_, a, b) in enumerate(rplan.pieces):
-        c = 0
-        for j, (_, p, q) in enumerate(cplan.pieces):
-            buf[r : r + b - a, c : c + q - p] = blocks[i][j][a:b, p:q]
-            c += q - p
-        r += b - a
-    if rplan.local is not None:
-        buf = _take(buf, rplan.local, 0, fill)
-    if cplan.local is not None:
-        buf = _take(buf, cplan.local, 1, fill)
-    return np.ascontiguousarray(buf)
+    if dtype == np.uint8 and (rplan.fills or cplan.fills):
+        dtype = np.dtype(np.float32)  # the fill value need not be a byte
+    buf = np.empty((rplan.size, cplan.size) + tuple(tail), dtype)
+    for rd, rk, r0, rn, rs in rplan.runs:
+        if rk < 0:
+            buf[rd : rd + rn] = fill
+            continue
+        rsl = _span(r0, rn, rs)
+        for cd, ck, c0, cn, cs in cplan.runs:
+            if ck < 0:
+                buf[rd : rd + rn, cd : cd + cn] = fill
+            else:
+                buf[rd : rd + rn, cd : cd + cn] = blocks[rk][ck][rsl, _span(c0, cn, cs)]
+    return buf
 
 
 def _prepare(x: Any, what: str) -> Any:
@@ -249,9 +255,7 @@ def _graph(
     layer: dict = {}
     for i, rp in enumerate(rplans):
         for j, cp in enumerate(cplans):
-            keys = [
-                [(x.name, ri, cj, *tail_key) for cj, _, _ in cp.pieces] for ri, _, _ in rp.pieces
-            ]
+            keys = [[(x.name, ri, cj, *tail_key) for cj in cp.chunks] for ri in rp.chunks]
             call = functools.partial(
                 func, rplan=rp, cplan=cp, rspan=(int(rb[i]), int(rb[i + 1])),
                 cspan=(int(cb[j]), int(cb[j + 1])),

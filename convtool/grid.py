@@ -341,8 +341,34 @@ def _fit_tile(h: int, w: int, tile: int) -> tuple[int, int]:
     return max(1, min(tile, round(h * s))), max(1, min(tile, round(w * s)))
 
 
-def _input_rgb(image: np.ndarray, h: int, w: int) -> np.ndarray:
-    """The input image as uint8 RGB fitted (aspect kept, centred) in an h x w cell."""
+def _guess_range(f: np.ndarray) -> tuple[float, float]:
+    """The scale an image of unknown depth was probably stored on.
+
+    0..1, 0..255 or 0..65535 when its values fit one, else its own min..max.
+    Only a guess: a dark 16-bit image looks 8-bit; callers who read the image
+    know its depth and pass the range instead.
+    """
+    lo, hi = float(f.min()), float(f.max())
+    if lo < 0:
+        return lo, hi
+    if hi <= 1.0:
+        return 0.0, 1.0
+    if hi <= 255.0:
+        return 0.0, 255.0
+    if hi <= 65535.0:
+        return 0.0, 65535.0
+    return lo, hi
+
+
+def _input_rgb(
+    image: np.ndarray, h: int, w: int, value_range: tuple[float, float] | None = None
+) -> np.ndarray:
+    """The input image as uint8 RGB fitted (aspect kept, centred) in an h x w cell.
+
+    ``value_range`` (black, white) is the image's scale, as
+    :attr:`convtool.io.Image.value_range` gives it; without it the scale is
+    guessed from the values (uint8 arrays are drawn as they are).
+    """
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
@@ -350,15 +376,9 @@ def _input_rgb(image: np.ndarray, h: int, w: int) -> np.ndarray:
         arr = arr.mean(axis=2)
     if arr.ndim == 3:
         arr = arr[..., :3]
-    if arr.dtype != np.uint8:
+    if arr.dtype != np.uint8 or value_range is not None:
         f = arr.astype(np.float32)
-        lo, hi = float(f.min()), float(f.max())
-        if lo >= 0 and hi <= 255 and hi > 1.0:
-            lo, hi = 0.0, 255.0
-        elif lo >= 0 and hi <= 1.0:
-            lo, hi = 0.0, 1.0
-        elif hi > 255:
-            lo, hi = 0.0, 65535.0 if lo >= 0 and hi <= 65535 else hi
+        lo, hi = _guess_range(f) if value_range is None else map(float, value_range)
         span = hi - lo or 1.0
         arr = np.clip((f - lo) * (255.0 / span) + 0.5, 0, 255).astype(np.uint8)
     from PIL import Image
@@ -469,6 +489,7 @@ def grid(
     colorbar: bool = False,
     show_range: bool = False,
     input_image: np.ndarray | None = None,
+    input_range: tuple[float, float] | None = None,
     input_label: str = "input",
     title: str | None = None,
     max_tile: int | None = None,
@@ -488,6 +509,9 @@ def grid(
     colorbar : draw a colour bar under each tile, with its end values
     show_range : print each tile's value range under it
     input_image : (H, W) or (H, W, C) image drawn first, on its own scale
+    input_range : (black, white) of ``input_image``'s scale, e.g. (0, 65535) for
+        a 16-bit image (:attr:`convtool.io.Image.value_range`); default: guessed
+        from its values (0..1, 0..255 or 0..65535 when they fit, else min..max)
     title : a line of text across the top
     max_tile, min_tile : display size limits for a tile's longer side; small
         maps are enlarged by an integer factor (pixels stay square), large
@@ -536,7 +560,7 @@ def grid(
     for (kind, i, label), (ty, x0) in zip(cells, lay.tiles, strict=True):
         texts.append((x0, ty - line + 2, label, tw, "la"))
         if kind == "input":
-            canvas4[ty : ty + th, x0 : x0 + tw, :3] = _input_rgb(input_image, th, tw)
+            canvas4[ty : ty + th, x0 : x0 + tw, :3] = _input_rgb(input_image, th, tw, input_range)
             continue
         st = tile_styles[i]
         a = arrays[i]
@@ -564,6 +588,7 @@ def overview(
     rows: Sequence[tuple[str, np.ndarray | Sequence[np.ndarray]]],
     *,
     input_image: np.ndarray | None = None,
+    input_range: tuple[float, float] | None = None,
     max_maps: int = 8,
     tile: int = 112,
     cmap: str = "auto",
@@ -578,6 +603,7 @@ def overview(
     rows : sequence of (title, maps)
         ``maps`` as for :func:`grid`; each map is normalised on its own.
     input_image : drawn as the first row when given
+    input_range : its (black, white), as for :func:`grid`
     max_maps : maps shown per row (the title says how many there are)
     tile : display size of each tile's longer side
 
@@ -616,7 +642,7 @@ def overview(
         if maps is None:
             texts.append((x, y + 2, name, width - 2 * gutter, "la"))
             canvas4[y + line : y + line + tile, x : x + tile, :3] = _input_rgb(
-                input_image, tile, tile
+                input_image, tile, tile, input_range
             )
         else:
             shown, blanks = maps[0][:max_maps], maps[1][:max_maps]

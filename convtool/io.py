@@ -126,6 +126,24 @@ class Image:
         """Shape of ``data``."""
         return tuple(self.data.shape)
 
+    @property
+    def value_range(self) -> tuple[float, float]:
+        """(black, white) of the image's scale: 0..255 for 8 bits, 0..65535 for 16.
+
+        Float (depth 32) images have no fixed scale: their own min..max.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> Image(np.zeros((2, 2), np.float32), None, 16, "I;16", "x").value_range
+        (0.0, 65535.0)
+        """
+        if self.depth in (8, 16):
+            return 0.0, float((1 << self.depth) - 1)
+        if self.data.size == 0:
+            return 0.0, 1.0
+        return float(np.nanmin(self.data)), float(np.nanmax(self.data))
+
 
 # --------------------------------------------------------------------------- reading
 

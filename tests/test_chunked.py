@@ -228,5 +228,9 @@ def test_reach_halo_and_wrap_plan():
     src = r.source(0, 3)  # positions -4 .. 4: wrap reads the end of the axis
     assert src.tolist() == [6, 7, 8, 9, 0, 1, 2, 3, 4]
     plan = chunked.plan_axis(src, [5, 5])
-    assert plan.pieces == ((0, 0, 5), (1, 1, 5))
-    assert plan.local.tolist() == [5, 6, 7, 8, 0, 1, 2, 3, 4]
+    assert plan.chunks == (1, 0)  # the last chunk first, as wrap reads it
+    assert plan.runs == ((0, 0, 1, 4, 1), (4, 1, 0, 5, 1))
+    # constant padding and a reflection: fill runs and a falling run
+    plan = chunked.plan_axis(np.array([-1, -1, 3, 4, 5, 6]), [4, 4])
+    assert plan.runs == ((0, -1, 0, 2, 1), (2, 0, 3, 1, 1), (3, 1, 0, 3, 1))
+    assert plan.fills

@@ -223,10 +223,17 @@ def test_gemm_in_row_blocks_and_1x1_without_copy(monkeypatch):
     w1 = rng.standard_normal((6, 5, 1, 1)).astype(np.float32)
     real = mod._conv_gemm
     monkeypatch.setattr(
-        mod, "_conv_gemm", lambda *a, **kw: real(*a, **dict(kw, budget=5 * 9 * 4 * 19 * 4))
+        mod, "_conv_gemm", lambda *a, **kw: real(*a, **dict(kw, budget=12 * 25 * 4 * 19 * 4))
     )
     check(conv2d(x, w3, padding=1, method="gemm"), ref_conv2d(x, w3, padding=(1,) * 4))
     check(conv2d(x, w1, method="gemm"), ref_conv2d(x, w1))
+    # 300 taps: the dot-product pair (im2row), in blocks of rows; 6 output channels
+    # (one group of four and two left over), 19 pixels a row (four and three left over)
+    x = rng.standard_normal((12, 23, 19)).astype(np.float32)
+    w5 = rng.standard_normal((6, 12, 5, 5)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    want = ref_conv2d(x, w5, b, stride=(2, 1), padding=(2, 2, 2, 2))
+    check(conv2d(x, w5, b, stride=(2, 1), padding=2, method="gemm"), want)
 
 
 def test_auto_picks_the_fast_paths():

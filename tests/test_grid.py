@@ -241,3 +241,32 @@ def test_a_title_wider_than_the_sheet_wraps_onto_a_second_line():
     assert two.shape == (layout(1, 100, 100, gutter=4, title=2).height, 108, 3)
     second = two[4 + LINE : 4 + 2 * LINE]
     assert (second.astype(int).sum(axis=2) > 500).sum() > 20  # text on the second line
+
+
+# ------------------------------------------------------------------ the input's scale
+
+
+def test_a_known_range_draws_a_dark_16_bit_input_dark():
+    # values 0..200 of 65535: near black, not the 8-bit 0..200 a guess would see
+    dark = np.tile(np.linspace(0, 200, 100, dtype=np.float32), (100, 1))
+    small = np.zeros((100, 100), dtype=np.float32)
+    lay = layout(2, 100, 100, cols=2, gutter=2)
+    out = grid([small], input_image=dark, input_range=(0, 65535), cols=2, gutter=2)
+    assert tile(out, lay, 0, 100, 100).max() <= 1
+    guessed = grid([small], input_image=dark, cols=2, gutter=2)
+    assert tile(guessed, lay, 0, 100, 100)[:, -1].min() >= 199  # the API still works without it
+    sheet = overview([("a", small[None])], input_image=dark, input_range=(0, 65535), tile=100)
+    assert sheet[LINE + 6 : LINE + 106, 6:106].max() <= 1
+    # a uint8 array given with its range is scaled too: (0, 510) halves it
+    half = grid([small], input_image=np.full((100, 100), 200, np.uint8), input_range=(0, 510),
+                cols=2, gutter=2)  # fmt: skip
+    assert tile(half, lay, 0, 100, 100)[50, 50].tolist() == [100, 100, 100]
+
+
+def test_a_guessed_range_keeps_the_low_end_of_negative_values():
+    # -100..300 does not fit 0..255 or 0..65535: drawn min..max, so 0 is a dark grey, not black
+    ramp = np.tile(np.linspace(-100, 300, 5, dtype=np.float32).repeat(20), (100, 1))
+    lay = layout(2, 100, 100, cols=2, gutter=2)
+    out = grid([np.zeros((100, 100))], input_image=ramp, cols=2, gutter=2)
+    inp = tile(out, lay, 0, 100, 100)[50, ::20, 0]
+    assert inp.tolist() == [0, 64, 128, 191, 255]

@@ -63,6 +63,7 @@ TIFF_CASES = [
     (np.uint16, True, "zlib", False),
     (np.float32, False, None, False),
     (np.uint8, True, "zlib", True),
+    (np.uint16, False, "zlib", True),
 ]
 
 

@@ -401,3 +401,33 @@ def test_onnx_model_input_size_is_the_default_and_top_classes_match_onnxruntime(
         assert [r["index"] for r in rows] == order.tolist()
         np.testing.assert_allclose([r["probability"] for r in rows], probs[0][order], atol=1e-5)
         assert (outdir / "index.html").is_file() and len(list(outdir.glob("*.png"))) == 7
+
+
+@pytest.mark.parametrize("how", [("-k", "identity"), ("--layers", "abs")])
+def test_a_dark_16_bit_input_is_drawn_on_its_16_bit_scale(tmp_path, how):
+    # the same picture at 0..200 and at 0..51400 (x257) of 65535: the map tiles are
+    # normalised per map and agree; the input tile differs, the dark one is near black
+    ramp = np.tile(np.linspace(0, 200, 64), (64, 1)).round()
+    sheets = []
+    for name, scale in (("dark", 1), ("bright", 257)):
+        src = tmp_path / f"{name}.png"
+        Image.fromarray((ramp * scale).astype(np.uint16)).save(src)
+        out = tmp_path / (f"{name}_maps.png" if how[0] == "-k" else name)
+        res = run("visualize", src, *how, "-o", out)
+        assert res.exit_code == 0, res.output
+        sheets.append(read(out if how[0] == "-k" else sorted(out.glob("01_*.png"))[0]))
+    dark, bright = (s.astype(int) for s in sheets)
+    differ = (dark != bright).any(axis=2)
+    assert differ.sum() > 64 * 64 // 2  # the input tile, not just text
+    assert dark[differ].max() <= 1 and bright[differ].max() >= 199
+
+
+def test_summary_goes_to_stderr_when_stdout_carries_json_lines(tmp_path, small_gray):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"c{i}\n" for i in range(5)))
+    res = run("visualize", small_gray, "--layers", "conv(random:5,size=3,seed=2) pool(avg,126)",
+              "--labels", labels, "--top", "2", "--summary", "-o", tmp_path / "out")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert len(lines) == 2 and [json.loads(line)["rank"] for line in lines] == [1, 2]
+    assert "5×126×126" in res.stderr and "50" in res.stderr  # the table: shape, 5*9 + 5 params

@@ -157,8 +157,14 @@ def memory_line(layers: list[Any], input_shape: tuple[int, int, int]) -> str:
     )
 
 
-def print_summary(layers: list[Any], input_shape: tuple[int, int, int], title: str) -> None:
-    """Print the rich layer table for planned ``layers`` to stdout, the memory estimate below."""
+def print_summary(
+    layers: list[Any], input_shape: tuple[int, int, int], title: str, *, stderr: bool = False
+) -> None:
+    """Print the rich layer table for planned ``layers``, the memory estimate below.
+
+    On stdout, or on stderr with ``stderr=True`` (a command whose stdout carries
+    lines for programs).
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -173,9 +179,9 @@ def print_summary(layers: list[Any], input_shape: tuple[int, int, int], title: s
     table.add_row(*total)
     table.caption = memory_line(layers, input_shape)
     table.caption_justify = "left"
-    console = Console()
+    console = Console(stderr=stderr)
     if not console.is_terminal:
-        console = Console(width=160 if cols is COLUMNS else 200)
+        console = Console(stderr=stderr, width=160 if cols is COLUMNS else 200)
     console.print(table)
 
 

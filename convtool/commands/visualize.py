@@ -69,8 +69,11 @@ def _write_png(dest: Path, rgb: Any, compress: int | None) -> None:
     atomic_write(dest, lambda fh: fh.write(data))
 
 
-def _thumbnail(image: Any, side: int) -> Any:
-    """The input as uint8, reduced (area average) so its longer side is at most ``side``."""
+def _thumbnail(image: Any, side: int, value_range: tuple[float, float]) -> Any:
+    """The input as uint8, reduced (area average) so its longer side is at most ``side``.
+
+    ``value_range`` is the (black, white) of the file it came from (its bit depth).
+    """
     import numpy as np
 
     from ..grid import _input_rgb
@@ -78,7 +81,7 @@ def _thumbnail(image: Any, side: int) -> Any:
     h, w = image.shape[:2]
     s = min(1.0, side / max(h, w))
     th, tw = max(1, round(h * s)), max(1, round(w * s))
-    rgb = _input_rgb(image, th, tw)
+    rgb = _input_rgb(image, th, tw, value_range)
     return rgb if image.ndim == 3 else np.ascontiguousarray(rgb[..., 0])
 
 
@@ -337,7 +340,11 @@ def visualize(
     size: int = typer.Option(5, "--size", min=1, help="Kernel size of --bank random:N."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of --bank random:N."),
     gray: bool = typer.Option(False, "--gray", help="Convert the image to luminance first."),
-    summary: bool = typer.Option(False, "--summary", help="Print the network's layer table."),
+    summary: bool = typer.Option(
+        False,
+        "--summary",
+        help="Print the network's layer table (on stderr when stdout is piped).",
+    ),
     max_maps: int = typer.Option(
         32,
         "--max-maps",
@@ -455,7 +462,9 @@ def visualize(
         img = read_image(image, gray=gray)
         data = img.data if img.data.ndim == 2 else luminance(img.data)
         maps, labels = _filter_maps(data, kernels, bank, pad, correlate, size, seed)
-        sheet = draw_grid(maps, labels, input_image=img.data, **grid_kw)
+        sheet = draw_grid(
+            maps, labels, input_image=img.data, input_range=img.value_range, **grid_kw
+        )
         _write_png(dest, sheet, compress)
         plural = "" if len(maps) == 1 else "s"
         typer.echo(f"{dest}: the input and {len(maps)} map{plural}", err=True)
@@ -485,10 +494,16 @@ def visualize(
         from .summary import print_summary
 
         h, w, c = shape[1], shape[2], shape[0]
-        print_summary(planned, shape, f"{spec.name}: input {h}x{w}x{c}")
+        # stdout is for programs when piped (the --labels JSON lines): the table is for people
+        import sys
+
+        to_stderr = not sys.stdout.isatty()
+        print_summary(planned, shape, f"{spec.name}: input {h}x{w}x{c}", stderr=to_stderr)
     results = feature_maps(x, spec, layers=planned)  # checked above: run, do not plan again
     outdir.mkdir(parents=True, exist_ok=True)
-    thumb = _thumbnail(seen, grid_kw["max_tile"])  # drawn in every sheet: shrink it once
+    thumb = _thumbnail(
+        seen, grid_kw["max_tile"], img.value_range
+    )  # drawn in every sheet: shrink it once
     written = [outdir / f"{layer.stem}.png" for layer, _ in results]
 
     shown = [_shown_maps(layer, maps, max_maps) for layer, maps in results]

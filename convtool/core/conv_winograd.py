@@ -63,57 +63,78 @@ def _at(m0, m1, m2, m3, m4, m5):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _input_tiles(xc, vc, ty0, ty1, tw):
-    """vc[:, k] = B^T d B for the 6x6 patch of each tile k of tile rows [ty0, ty1)."""
+def _tile_in(src, r, q, vc, k):
+    """vc[:, k] = B^T d B for the 6x6 patch d = src[r : r + 6, q : q + 6]."""
+    # rows of B^T d: transform each of the six columns
+    a00, a10, a20, a30, a40, a50 = _bt(
+        src[r, q], src[r + 1, q], src[r + 2, q], src[r + 3, q], src[r + 4, q], src[r + 5, q]
+    )
+    a01, a11, a21, a31, a41, a51 = _bt(
+        src[r, q + 1], src[r + 1, q + 1], src[r + 2, q + 1],
+        src[r + 3, q + 1], src[r + 4, q + 1], src[r + 5, q + 1],
+    )  # fmt: skip
+    a02, a12, a22, a32, a42, a52 = _bt(
+        src[r, q + 2], src[r + 1, q + 2], src[r + 2, q + 2],
+        src[r + 3, q + 2], src[r + 4, q + 2], src[r + 5, q + 2],
+    )  # fmt: skip
+    a03, a13, a23, a33, a43, a53 = _bt(
+        src[r, q + 3], src[r + 1, q + 3], src[r + 2, q + 3],
+        src[r + 3, q + 3], src[r + 4, q + 3], src[r + 5, q + 3],
+    )  # fmt: skip
+    a04, a14, a24, a34, a44, a54 = _bt(
+        src[r, q + 4], src[r + 1, q + 4], src[r + 2, q + 4],
+        src[r + 3, q + 4], src[r + 4, q + 4], src[r + 5, q + 4],
+    )  # fmt: skip
+    a05, a15, a25, a35, a45, a55 = _bt(
+        src[r, q + 5], src[r + 1, q + 5], src[r + 2, q + 5],
+        src[r + 3, q + 5], src[r + 4, q + 5], src[r + 5, q + 5],
+    )  # fmt: skip
+    # then (B^T d) B: transform each of the six rows
+    b = _bt(a00, a01, a02, a03, a04, a05)
+    for j in range(6):
+        vc[j, k] = b[j]
+    b = _bt(a10, a11, a12, a13, a14, a15)
+    for j in range(6):
+        vc[6 + j, k] = b[j]
+    b = _bt(a20, a21, a22, a23, a24, a25)
+    for j in range(6):
+        vc[12 + j, k] = b[j]
+    b = _bt(a30, a31, a32, a33, a34, a35)
+    for j in range(6):
+        vc[18 + j, k] = b[j]
+    b = _bt(a40, a41, a42, a43, a44, a45)
+    for j in range(6):
+        vc[24 + j, k] = b[j]
+    b = _bt(a50, a51, a52, a53, a54, a55)
+    for j in range(6):
+        vc[30 + j, k] = b[j]
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _input_tiles(xc, vc, ty0, ty1, tw, top, left, fill, patch):
+    """vc[:, k] = B^T d B for the 6x6 patch of each tile k of tile rows [ty0, ty1).
+
+    ``xc`` is the unpadded channel: the frame starts ``top`` rows above and
+    ``left`` columns left of it, and every value outside is ``fill``. Tiles
+    whose patch lies inside read ``xc`` directly; the others copy their patch
+    into ``patch`` (6x6) first, so the padded image is never built.
+    """
+    h, w = xc.shape
     for ty in range(ty0, ty1):
-        r = 4 * ty
+        r = 4 * ty - top
         k0 = (ty - ty0) * tw
         for tx in range(tw):
-            q = 4 * tx
-            k = k0 + tx
-            # rows of B^T d: transform each of the six columns
-            a00, a10, a20, a30, a40, a50 = _bt(
-                xc[r, q], xc[r + 1, q], xc[r + 2, q], xc[r + 3, q], xc[r + 4, q], xc[r + 5, q]
-            )
-            a01, a11, a21, a31, a41, a51 = _bt(
-                xc[r, q + 1], xc[r + 1, q + 1], xc[r + 2, q + 1],
-                xc[r + 3, q + 1], xc[r + 4, q + 1], xc[r + 5, q + 1],
-            )  # fmt: skip
-            a02, a12, a22, a32, a42, a52 = _bt(
-                xc[r, q + 2], xc[r + 1, q + 2], xc[r + 2, q + 2],
-                xc[r + 3, q + 2], xc[r + 4, q + 2], xc[r + 5, q + 2],
-            )  # fmt: skip
-            a03, a13, a23, a33, a43, a53 = _bt(
-                xc[r, q + 3], xc[r + 1, q + 3], xc[r + 2, q + 3],
-                xc[r + 3, q + 3], xc[r + 4, q + 3], xc[r + 5, q + 3],
-            )  # fmt: skip
-            a04, a14, a24, a34, a44, a54 = _bt(
-                xc[r, q + 4], xc[r + 1, q + 4], xc[r + 2, q + 4],
-                xc[r + 3, q + 4], xc[r + 4, q + 4], xc[r + 5, q + 4],
-            )  # fmt: skip
-            a05, a15, a25, a35, a45, a55 = _bt(
-                xc[r, q + 5], xc[r + 1, q + 5], xc[r + 2, q + 5],
-                xc[r + 3, q + 5], xc[r + 4, q + 5], xc[r + 5, q + 5],
-            )  # fmt: skip
-            # then (B^T d) B: transform each of the six rows
-            b = _bt(a00, a01, a02, a03, a04, a05)
-            for j in range(6):
-                vc[j, k] = b[j]
-            b = _bt(a10, a11, a12, a13, a14, a15)
-            for j in range(6):
-                vc[6 + j, k] = b[j]
-            b = _bt(a20, a21, a22, a23, a24, a25)
-            for j in range(6):
-                vc[12 + j, k] = b[j]
-            b = _bt(a30, a31, a32, a33, a34, a35)
-            for j in range(6):
-                vc[18 + j, k] = b[j]
-            b = _bt(a40, a41, a42, a43, a44, a45)
-            for j in range(6):
-                vc[24 + j, k] = b[j]
-            b = _bt(a50, a51, a52, a53, a54, a55)
-            for j in range(6):
-                vc[30 + j, k] = b[j]
+            q = 4 * tx - left
+            if r >= 0 and q >= 0 and r + 6 <= h and q + 6 <= w:
+                _tile_in(xc, r, q, vc, k0 + tx)
+            else:
+                for i in range(6):
+                    for j in range(6):
+                        y = r + i
+                        x = q + j
+                        inside = y >= 0 and y < h and x >= 0 and x < w
+                        patch[i, j] = xc[y, x] if inside else fill
+                _tile_in(patch, 0, 0, vc, k0 + tx)
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -237,12 +258,13 @@ def _output_tiles(ym, om, bm, ty0, ty1, tw):
 
 
 @njit(cache=True, nogil=True)
-def winograd_f43(x, u, bias, out, rows_per_block, m_parts, i0, i1):
+def winograd_f43(x, top, left, fill, u, bias, out, rows_per_block, m_parts, i0, i1):
     """out[m] = bias[m] + sum_c correlate_valid(x[c], g[m, c]) for 3x3 g, via U = G g G^T.
 
-    ``x``: (C, Hp, Wp) float32 with ``Hp >= 4*th + 2``, ``Wp >= 4*tw + 2``
-    where ``th, tw`` are ``out``'s height and width over 4 (``out`` is
-    (M, 4*th, 4*tw)); ``u``: (36, M, C) transformed weights; ``bias``: (M,).
+    ``x``: (C, H, W) float32, seen through a frame that starts ``top`` rows
+    above and ``left`` columns left of it and holds ``fill`` outside it;
+    ``out``: (M, 4*th, 4*tw), whole 4x4 tiles (the frame is 4*th + 2 by
+    4*tw + 2); ``u``: (36, M, C) transformed weights; ``bias``: (M,).
 
     Work item ``i`` (``i0 <= i < i1``) is block ``i // m_parts`` of
     ``rows_per_block`` tile rows times part ``i % m_parts`` of the output
@@ -260,6 +282,7 @@ def winograd_f43(x, u, bias, out, rows_per_block, m_parts, i0, i1):
     part = ((nm + m_parts - 1) // m_parts + 3) // 4 * 4
     v = np.zeros((nc, 36, ntp), dtype=np.float32)
     y = np.empty((M_BLOCK, 36, ntp), dtype=np.float32)
+    patch = np.empty((6, 6), dtype=np.float32)
     done = -1
     for i in range(i0, i1):
         blk = i // m_parts
@@ -267,7 +290,7 @@ def winograd_f43(x, u, bias, out, rows_per_block, m_parts, i0, i1):
         ty1 = min(th, ty0 + rows)
         if blk != done:
             for c in range(nc):
-                _input_tiles(x[c], v[c], ty0, ty1, tw)
+                _input_tiles(x[c], v[c], ty0, ty1, tw, top, left, fill, patch)
             done = blk
         m_end = min(nm, (i % m_parts + 1) * part)
         for m0 in range((i % m_parts) * part, m_end, M_BLOCK):
@@ -296,21 +319,29 @@ def weight_transform(w, u, m0, m1):
     """u[:, m, c] = G w[m, c] G^T (the 36 values of a 6x6) for m0 <= m < m1.
 
     ``w``: (M, C, 3, 3) float32, ``u``: (36, M, C). Per output channel, all
-    input channels at once: ``t = G g`` into a (6, 3, C) buffer, then each of
-    the 36 rows of ``u[:, m]`` as one vector loop over the channels.
+    input channels at once: the taps are laid out as nine rows of C, then
+    ``t = G g`` goes into a (6, 3, C) buffer and each of the 36 rows of
+    ``u[:, m]`` is one vector loop over the channels.
     """
     nc = w.shape[1]
+    g = np.empty((9, nc), dtype=np.float32)
     t = np.empty((6, 3, nc), dtype=np.float32)
     for m in range(m0, m1):
         wm = w[m]
+        for c in range(nc):  # the nine taps as rows: every loop below runs along c
+            for k in range(9):
+                g[k, c] = wm[c, k // 3, k % 3]
         for a in range(6):
             g0 = _G[a, 0]
             g1 = _G[a, 1]
             g2 = _G[a, 2]
             for j in range(3):
                 row = t[a, j]
+                r0 = g[j]
+                r1 = g[3 + j]
+                r2 = g[6 + j]
                 for c in range(nc):
-                    row[c] = g0 * wm[c, 0, j] + g1 * wm[c, 1, j] + g2 * wm[c, 2, j]
+                    row[c] = g0 * r0[c] + g1 * r1[c] + g2 * r2[c]
         for a in range(6):
             r0 = t[a, 0]
             r1 = t[a, 1]
