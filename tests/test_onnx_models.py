@@ -338,6 +338,56 @@ def test_resnet18_parameters_as_pytorch_counts_them():
     assert conv1.out_shape == (64, 112, 112) and conv1.rf == 7 and conv1.jump == 2
 
 
+# ---------------------------------------------------------------- channels last
+
+
+@pytest.mark.parametrize("declared", [[1, 20, 24, 3], [1, "H", "W", 3]])
+def test_a_channels_last_input_is_fed_as_the_model_declares_it(declared):
+    # TensorFlow exports: an (N, H, W, C) input, then a Transpose to NCHW for the convs
+    n = helper.make_node
+    nodes = [n("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2], name="to_nchw"),
+             n("Conv", ["t", "w"], ["c"], pads=[1] * 4, name="conv"),
+             n("Relu", ["c"], ["out"], name="relu")]  # fmt: skip
+    model = _model(nodes, {"w": _w(4, 3, 3, 3)}, declared)
+    net = load_onnx(model, input_size=None if "H" not in declared else "20x24")
+    assert net.input_shape == (3, 20, 24) and net.input_channels == 3
+    assert net.fixed_input == ("H" not in declared)
+    x = np.random.default_rng(1).random((20, 24, 3), dtype=np.float32)
+    maps = feature_maps(x, net)
+    assert [layer.name for layer, _ in maps] == ["x (NHWC)", "to_nchw", "conv", "relu"]
+    np.testing.assert_array_equal(maps[0][1], x)  # the model's own input, as it takes it
+    ref = ort_values(model, x[None], ["t", "c", "out"])
+    for (_, got), want in zip(maps[1:], ref.values(), strict=True):
+        assert np.abs(got - want[0]).max() <= 1e-4 * np.abs(want).max()
+
+
+# ---------------------------------------------------------------- memory
+
+
+def test_the_weights_are_held_once_as_arrays(tmp_path):
+    n = helper.make_node
+    w = _w(64, 3, 7, 7)  # 37 KB of weights
+    nodes = [n("Conv", ["x", "w"], ["c"], pads=[3] * 4), n("Relu", ["c"], ["out"])]
+    model = _model(nodes, {"w": w}, [1, 3, "H", "W"])
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    before = model.SerializeToString()
+    for source in (path, model):
+        net = load_onnx(source, input_size="20x24")
+        kept = net.opened[0]
+        assert kept is not model and kept.ByteSize() < 2000  # names and shapes, no data
+        assert [(t.name, list(t.dims)) for t in kept.graph.initializer] == [("w", [64, 3, 7, 7])]
+        conv = net.layers[0].options["onnx"].consts["w"]
+        np.testing.assert_array_equal(conv, w)
+        again = net.at_shape("9x11").layers[0].options["onnx"].consts["w"]
+        assert again is conv  # a refold at another size reuses the array, no second copy
+    assert model.SerializeToString() == before  # the caller's model is left as it was
+    x = np.random.default_rng(0).random((20, 24, 3), dtype=np.float32)
+    ref = ort_values(model, x.transpose(2, 0, 1)[None], ["out"])["out"][0]
+    got = feature_maps(x, load_onnx(path))[-1][1]
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
 # ---------------------------------------------------------------- bad input
 
 

@@ -161,22 +161,46 @@ def _load_model(path: str) -> Any:
     return model
 
 
-def _input_shape(path: str, value_info: Any, input_size: Any) -> tuple[tuple[int, ...], list[Any]]:
+def _dims(value_info: Any) -> list[int | None]:
+    """A value's sizes, None where dynamic."""
     dims = value_info.type.tensor_type.shape.dim
-    raw = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]
+
+
+def channels_last(value_info: Any) -> bool:
+    """True when a 4-D image input looks (N, H, W, C), as some TensorFlow exports declare it.
+
+    Its last size is 1, 3 or 4 (grey, RGB, RGBA) and its second is not.
+    """
+    raw = _dims(value_info)
+    return len(raw) == 4 and raw[3] in (1, 3, 4) and raw[1] not in (1, 3, 4)
+
+
+def _chw_axes(value_info: Any) -> tuple[int, int, int]:
+    """Where C, H and W are in the model's input shape."""
+    return (3, 1, 2) if channels_last(value_info) else (1, 2, 3)
+
+
+def _input_shape(
+    path: str, value_info: Any, input_size: Any
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(1, C, H, W) as convtool feeds it, and the shape the model takes (NCHW or NHWC)."""
+    dims = value_info.type.tensor_type.shape.dim
+    raw = _dims(value_info)
     labels = [str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
     if len(raw) != 4:
         raise UsageError(
             f"{path}: input {value_info.name!r} has shape ({', '.join(labels) or 'unknown'}); "
             "convtool runs 2-D image models with an (N, C, H, W) input"
         )
-    want: list[int | None] = [1, raw[1], raw[2], raw[3]]
+    axes = _chw_axes(value_info)
+    want: list[int | None] = [1, *(raw[a] for a in axes)]  # N, C, H, W
     if input_size is not None:
         c, h, w = _size(input_size)
         for i, v in ((1, c), (2, h), (3, w)):
             if v is None:
                 continue
-            if raw[i] is not None and raw[i] != v:
+            if raw[axes[i - 1]] is not None and raw[axes[i - 1]] != v:
                 raise UsageError(
                     f"{path}: input {value_info.name!r} is fixed at ({', '.join(labels)}); "
                     f"an input size of {h}x{w}x{c} does not fit it"
@@ -187,7 +211,9 @@ def _input_shape(path: str, value_info: Any, input_size: Any) -> tuple[tuple[int
             f"{path}: input {value_info.name!r} has dynamic size ({', '.join(labels)}): "
             "give an input size (visualize --input-size HxW, summary --input HxWxC)"
         )
-    return tuple(int(v) for v in want), list(dims)  # type: ignore[arg-type]
+    nchw = tuple(int(v) for v in want)  # type: ignore[arg-type]
+    own = (1, nchw[2], nchw[3], nchw[1]) if axes[0] == 3 else nchw
+    return nchw, own
 
 
 def _size(value: Any) -> tuple[int | None, int, int]:
@@ -260,8 +286,34 @@ def _inline_if(onnx: Any, node: OnnxNode, cond: np.ndarray) -> list[Any]:
     return nodes
 
 
-def open_model(source: str | os.PathLike | Any) -> tuple[Any, str, int, Any]:
-    """Load and check a model: (ModelProto, path text, opset, the image input's ValueInfo)."""
+def _without_weights(onnx: Any, model: Any) -> Any:
+    """A copy of ``model`` whose initializers keep their name, type and shape, not their data.
+
+    Built field by field: ``CopyFrom`` would copy the weights too, and with
+    protobuf's arena a cleared field keeps its memory until the whole message
+    goes. Model-level metadata, doc strings and sparse initializers are left out.
+    """
+    light = onnx.ModelProto(ir_version=model.ir_version)
+    light.opset_import.extend(model.opset_import)
+    light.functions.extend(model.functions)
+    graph, lg = model.graph, light.graph
+    lg.name = graph.name
+    for part in ("node", "input", "output", "value_info"):
+        getattr(lg, part).extend(getattr(graph, part))
+    lg.initializer.extend(
+        onnx.TensorProto(name=t.name, data_type=t.data_type, dims=t.dims) for t in graph.initializer
+    )
+    return light
+
+
+def open_model(source: str | os.PathLike | Any) -> tuple[Any, str, int, Any, dict]:
+    """Load and check a model.
+
+    Returns (ModelProto without weight data, path text, opset, the image
+    input's ValueInfo, the initializers as numpy arrays). The weights are kept
+    once, as arrays: the ModelProto that held them is not referenced (a model
+    read from a file is freed; a caller's ModelProto is left as it was).
+    """
     onnx = _onnx()
     if isinstance(source, onnx.ModelProto):
         model, path = source, source.graph.name or "model"
@@ -274,12 +326,15 @@ def open_model(source: str | os.PathLike | Any) -> tuple[Any, str, int, Any]:
             f"{path}: opset {opset or 'unknown'} is older than {MIN_OPSET}; convert it with "
             "onnx.version_converter.convert_version(model, 13) or export again"
         )
-    weights = {t.name for t in model.graph.initializer}
-    images = [v for v in model.graph.input if v.name not in weights]
+    names = {t.name for t in model.graph.initializer}
+    images = [v.name for v in model.graph.input if v.name not in names]
     if len(images) != 1:
-        names = ", ".join(v.name for v in images) or "none"
-        raise UsageError(f"{path}: convtool needs a model with one image input; it has {names}")
-    return model, path, opset, images[0]
+        listed = ", ".join(images) or "none"
+        raise UsageError(f"{path}: convtool needs a model with one image input; it has {listed}")
+    weights = {t.name: _array(onnx, t) for t in model.graph.initializer}
+    light = _without_weights(onnx, model)
+    image = next(v for v in light.graph.input if v.name == images[0])
+    return light, path, opset, image, weights
 
 
 def read_onnx(
@@ -287,7 +342,7 @@ def read_onnx(
     input_size: Any = None,
     until: str | None = None,
     *,
-    opened: tuple[Any, str, int, Any] | None = None,
+    opened: tuple[Any, str, int, Any, dict] | None = None,
 ) -> OnnxGraph:
     """Load an ONNX model, fix its input shape and fold its constants.
 
@@ -308,17 +363,28 @@ def read_onnx(
         uses an operator convtool does not have (named, with the list).
     """
     onnx = _onnx()
-    model, path, opset, image = opened or open_model(source)
+    model, path, opset, image, weights = opened or open_model(source)
     graph = model.graph
-    constants: dict[str, np.ndarray] = {t.name: _array(onnx, t) for t in graph.initializer}
-    shape, _ = _input_shape(path, image, input_size)
+    constants: dict[str, np.ndarray] = dict(weights)
+    shape, own = _input_shape(path, image, input_size)
 
     # the live part of the graph, with every constant computed once
     taken: set[str] = {"input"}  # the network package's name for the image
     queue = deque(graph.node)
     live: set[str] = {image.name}
-    shapes: dict[str, tuple[int, ...]] = {image.name: shape}
+    shapes: dict[str, tuple[int, ...]] = {image.name: own}
     nodes: list[OnnxNode] = []
+    feed = image.name
+    if own != shape:
+        # channels last: convtool feeds (1, C, H, W) and a Transpose gives the
+        # model its (1, H, W, C); that node's map is the input in the model's layout
+        feed = image.name + ":nchw"
+        name = f"{image.name} (NHWC)"
+        taken.add(name)
+        nodes.append(
+            OnnxNode(name, "Transpose", (feed,), (image.name,), {"perm": [0, 2, 3, 1]}, [own])
+        )
+    first = len(nodes)  # nodes before it are convtool's, not the model's
     protos: list[Any] = []  # the live nodes as NodeProto, for shape inference
     folded = 0
     pending_shapes = True
@@ -358,7 +424,7 @@ def read_onnx(
         if node.op_type in ("Shape", "Size") and depends:
             src = node.inputs[0]
             if src not in shapes and pending_shapes:
-                shapes.update(_infer_shapes(onnx, model, image.name, shape, constants, protos))
+                shapes.update(_infer_shapes(onnx, model, image.name, own, constants, protos))
                 pending_shapes = False
             if src not in shapes:
                 raise UsageError(f"{path}: node {node.name}: cannot tell the shape of {src!r}")
@@ -386,23 +452,24 @@ def read_onnx(
         protos.append(proto)
         if until is not None and node.name == until:
             break
-    if until is not None and (not nodes or nodes[-1].name != until):
-        names = ", ".join(n.name for n in nodes[:8])
+    if until is not None and (len(nodes) == first or nodes[-1].name != until):
+        names = ", ".join(n.name for n in nodes[first : first + 8])
         raise UsageError(
             f"{path}: no node named {until!r} computes from the image (e.g. {names}, ...)"
         )
-    if not nodes:
+    if len(nodes) == first:
         raise UsageError(f"{path}: no node depends on the input {image.name!r}")
     # keep only the constants the live nodes read
     needed = {v for n in nodes for v in n.inputs if v}
     constants = {k: v for k, v in constants.items() if k in needed}
-    known = _infer_shapes(onnx, model, image.name, shape, constants, protos)
+    known = _infer_shapes(onnx, model, image.name, own, constants, protos)
+    known[image.name] = own
     for n in nodes:
         n.shapes = [known.get(v) for v in n.outputs]
     g = OnnxGraph(
         path=path,
         opset=opset,
-        input_name=image.name,
+        input_name=feed,
         input_shape=shape,
         nodes=nodes,
         constants=constants,
@@ -572,10 +639,9 @@ def to_nodes(g: OnnxGraph) -> tuple:
 
 def _fixed_shape(image: Any) -> tuple[int, int, int] | None:
     """The model's own (C, H, W) when its input fixes them, else None."""
-    dims = image.type.tensor_type.shape.dim
-    vals = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]
+    vals = _dims(image)
     if len(vals) == 4 and None not in vals[1:]:
-        return (int(vals[1]), int(vals[2]), int(vals[3]))  # type: ignore[arg-type]
+        return tuple(int(vals[a]) for a in _chw_axes(image))  # type: ignore[return-value,arg-type]
     return None
 
 
@@ -600,10 +666,9 @@ class OnnxNet(Net):
     @property
     def input_channels(self) -> int | None:
         """The channels the model's input fixes (C of N x C x H x W), or None."""
-        dims = self.opened[3].type.tensor_type.shape.dim
-        if len(dims) != 4 or not dims[1].HasField("dim_value") or dims[1].dim_value < 1:
-            return None
-        return int(dims[1].dim_value)
+        image = self.opened[3]
+        raw = _dims(image)
+        return raw[_chw_axes(image)[0]] if len(raw) == 4 else None
 
     def at_shape(self, input_shape: Any = None) -> OnnxNet:
         """This model folded at ``input_shape``: (C, H, W), "HxW[xC]" text, or None (its own).
@@ -614,7 +679,7 @@ class OnnxNet(Net):
             The size is dynamic and not given, or differs from the size the
             model fixes.
         """
-        model, path, _, image = self.opened
+        model = self.opened[0]
         if input_shape is None:
             if self.input_shape is not None:
                 return self
@@ -637,7 +702,7 @@ class OnnxNet(Net):
         """The same model read only up to node ``until`` (at the same input size)."""
         cut = replace(self, until=until, layers=(), input_shape=None, graph=None, cache={})
         if self.input_shape is not None:
-            _, path, _, image = self.opened
+            image = self.opened[3]
             return cut.at_shape(self.input_shape if _fixed_shape(image) is None else None)
         return cut
 
@@ -682,7 +747,7 @@ def load_onnx(
     ([('Relu', 'y')], (3, 4, 5))
     """
     opened = open_model(source)
-    _, path, _, image = opened
+    _, path, _, image, _ = opened
     file = Path(path)
     net = OnnxNet(
         layers=(),
