@@ -191,6 +191,38 @@ def test_inception_residual_depthwise_classifier_graph():
     assert by["stem"].out_shape == (4, 12, 9)
 
 
+def test_upsampling_and_gelu_graph():
+    """A small FPN-like decoder: nn.Upsample(nearest), GELU as exported (Erf), and
+    F.interpolate(size=x.shape[2:], bilinear) whose sizes come from Shape arithmetic."""
+    n = helper.make_node
+    c = lambda name, *v: n("Constant", [], [name], value=helper.make_tensor(  # noqa: E731
+        name + "v", TensorProto.FLOAT if isinstance(v[0], float) else TensorProto.INT64,
+        [len(v)], list(v)))  # fmt: skip
+    nodes = [
+        n("Conv", ["x", "w1"], ["c1"], pads=[1] * 4, strides=[2, 2], name="down"),
+        c("up2", 1.0, 1.0, 2.0, 2.0),
+        n("Resize", ["c1", "", "up2"], ["u"], mode="nearest", name="upsample",
+          coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+        c("sqrt2", 1.4142135), c("one", 1.0), c("half", 0.5),
+        n("Div", ["u", "sqrt2"], ["g1"]), n("Erf", ["g1"], ["g2"], name="erf"),
+        n("Add", ["g2", "one"], ["g3"]), n("Mul", ["u", "g3"], ["g4"]),
+        n("Mul", ["g4", "half"], ["gelu"], name="gelu"),
+        n("Shape", ["x"], ["xs"]), c("s0", 2), c("s1", 4), c("nc", 1, 4),
+        n("Slice", ["xs", "s0", "s1"], ["hw"]), n("Concat", ["nc", "hw"], ["size"], axis=0),
+        n("Resize", ["gelu", "", "", "size"], ["out"], mode="linear", name="to_input",
+          coordinate_transformation_mode="pytorch_half_pixel"),
+    ]  # fmt: skip
+    model = _model(nodes, {"w1": _w(4, 3, 3, 3)}, [1, 3, "H", "W"])
+    net = load_onnx(model, input_size="13x10")
+    worst, compared = parity(model, _image((1, 3, 13, 10)), net=net)
+    assert compared == 8 and worst <= 1e-4  # every node that computes from the image
+    by = {layer.name: layer for layer in plan(net)}
+    assert by["down"].out_shape == (4, 7, 5) and by["upsample"].out_shape == (4, 14, 10)
+    assert by["to_input"].out_shape == (4, 13, 10)
+    assert by["upsample"].detail == "nearest 7x5 -> 14x10" and by["upsample"].jump == 1
+    assert by["upsample"].rf == by["down"].rf == 3 and by["to_input"].rf == 4
+
+
 def test_shape_arithmetic_patterns_fold():
     """x.view(x.size(0), -1), ConstantOfShape, If on a known condition, Range, Where, Slice."""
     n = helper.make_node
@@ -432,8 +464,8 @@ def test_dynamic_input_needs_a_size():
 
 
 def test_unsupported_operator_names_node_and_lists_the_supported():
-    node = helper.make_node("Erf", ["x"], ["out"], name="gelu_part")
-    with pytest.raises(UsageError, match="node gelu_part: operator Erf is not supported; "
+    node = helper.make_node("Hardmax", ["x"], ["out"], name="hard_part")
+    with pytest.raises(UsageError, match="node hard_part: operator Hardmax is not supported; "
                        "supported: .*Conv.*MaxPool"):  # fmt: skip
         load_onnx(_model([node], {}, [1, 1, 4, 4]))
 

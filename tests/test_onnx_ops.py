@@ -409,3 +409,79 @@ def test_bad_attributes_are_usage_errors():
     with pytest.raises(UsageError, match="training"):
         bn = ONNX_OPS["BatchNormalization"]
         bn([rnd(1, 2, 3, 3)] + [rnd(2)] * 4, {"training_mode": 1}, 15, 1)
+
+
+# ----------------------------------------------------------- Erf, Gelu, Resize
+
+
+def test_erf_and_gelu():
+    x = rnd(1, 3, 9, 11, low=-5, high=5)
+    check("Erf", [x])
+    check("Erf", [np.linspace(-6, 6, 1001, dtype=np.float32)])
+    for approximate in ("none", "tanh"):
+        check("Gelu", [x], {"approximate": approximate}, opset=20)
+
+
+F32 = np.float32
+
+
+CTM = "coordinate_transformation_mode"
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        # nn.Upsample(scale_factor=2) as the TorchScript exporter writes it
+        {"mode": "nearest", CTM: "asymmetric", "nearest_mode": "floor"},
+        {"mode": "nearest"},  # half_pixel, round_prefer_floor
+        {"mode": "nearest", "nearest_mode": "round_prefer_ceil"},
+        {"mode": "nearest", "nearest_mode": "ceil", CTM: "align_corners"},
+        {"mode": "linear"},  # half_pixel: interpolate(bilinear, align_corners=False)
+        {"mode": "linear", CTM: "pytorch_half_pixel"},
+        {"mode": "linear", CTM: "align_corners"},
+        {"mode": "linear", CTM: "asymmetric"},
+    ],
+)
+@pytest.mark.parametrize(
+    "scales, sizes",
+    [
+        ([1, 1, 2, 2], None),
+        ([1, 1, 3, 1.5], None),
+        ([1, 1, 0.5, 0.75], None),
+        (None, [1, 3, 12, 4]),  # up on one axis, down on the other
+        (None, [1, 3, 1, 13]),
+    ],
+)
+@pytest.mark.parametrize("opset", [11, 13])
+def test_resize(attrs, scales, sizes, opset):
+    x = rnd(1, 3, 5, 7, seed=3)
+    empty = np.zeros(0, F32)
+    if opset == 11:  # roi and scales are required inputs (empty when unused)
+        inputs = [x, empty, empty if scales is None else np.asarray(scales, F32)]
+    else:
+        inputs = [x, None, None if scales is None else np.asarray(scales, F32)]
+    if sizes is not None:
+        inputs.append(i64(*sizes))
+    check("Resize", inputs, attrs, opset=opset)
+
+
+def test_resize_axes_and_symmetric_half_pixel():
+    x = rnd(1, 2, 6, 9, seed=4)
+    check("Resize", [x, None, np.asarray([1.5, 0.5], F32)], {"mode": "linear", "axes": [2, 3]},
+          opset=18)  # fmt: skip
+    check("Resize", [x, None, None, i64(4, 13)], {"mode": "nearest", "axes": [-2, -1]}, opset=18)
+    check("Resize", [x, None, None, i64(1, 2, 4, 13)],
+          {"mode": "linear", "coordinate_transformation_mode": "half_pixel_symmetric"},
+          opset=19)  # fmt: skip
+
+
+def test_resize_refuses_what_it_does_not_do():
+    x = rnd(1, 1, 4, 4)
+    up = np.asarray([1, 1, 2, 2], F32)
+    for attrs, message in (
+        ({"mode": "cubic"}, "mode 'cubic'"),
+        ({"mode": "linear", "antialias": 1}, "antialias"),
+        ({"coordinate_transformation_mode": "tf_crop_and_resize"}, "tf_crop_and_resize"),
+    ):
+        with pytest.raises(UsageError, match=message):
+            ONNX_OPS["Resize"]([x, None, up], attrs, 18, 1)

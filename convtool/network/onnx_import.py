@@ -921,6 +921,20 @@ def _arith_prelu(layer: Any, info: OnnxInfo) -> None:
         layer.params = int(slope.size)
 
 
+def _arith_resize(layer: Any, info: OnnxInfo) -> None:
+    src, out = info.in_shapes[0] if info.in_shapes else (), info.out_shape
+    mode = info.attrs.get("mode", "nearest")
+    layer.detail = mode
+    if len(src) != 4 or len(out) != 4:
+        return
+    (h, w), (oh, ow) = src[2:], out[2:]
+    layer.detail = f"{mode} {h}x{w} -> {oh}x{ow}"
+    if layer.jump is not None:
+        if mode != "nearest":
+            layer.rf = layer.rf + layer.jump  # two neighbours per axis
+        layer.jump = layer.jump * max(h / oh, w / ow)
+
+
 def _arith_detail(*keys: str):
     def arith(layer: Any, info: OnnxInfo) -> None:
         parts = [f"{k} {info.attrs[k]:g}" for k in keys if k in info.attrs]
@@ -943,6 +957,7 @@ _ARITH = {
     "Gemm": _arith_gemm,
     "MatMul": _arith_matmul,
     "Add": _arith_add,
+    "Resize": _arith_resize,
     "BatchNormalization": _arith_bn,
     "PRelu": _arith_prelu,
     "LeakyRelu": _arith_detail("alpha"),

@@ -826,5 +826,129 @@ def expand(inputs, attrs, opset, n_outputs):
     return [np.broadcast_to(x, target).copy()]
 
 
+# ------------------------------------------------------------- Erf, Gelu
+
+# Abramowitz & Stegun 7.1.26: |error| <= 1.5e-7 for every x (float32's own step)
+_ERF_P = 0.3275911
+_ERF_A = (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)
+
+
+def _erf(x: Array) -> Array:
+    """The error function (numpy has none; scipy is not a dependency)."""
+    a = np.abs(x.astype(np.float64))
+    t = 1.0 / (1.0 + _ERF_P * a)
+    poly = 0.0
+    for coef in _ERF_A:  # Horner: ((((a5 t + a4) t + a3) t + a2) t + a1) t
+        poly = (poly + coef) * t
+    return np.copysign(1.0 - poly * np.exp(-a * a), x)
+
+
+_unary("Erf", _erf)
+
+
+@register("Gelu")
+def gelu(inputs, attrs, opset, n_outputs):
+    """GELU (opset 20): x * Phi(x), exact (erf) or the ``tanh`` approximation."""
+    x = inputs[0]
+    approximate = attrs.get("approximate", "none")
+    f = x.astype(np.float64)
+    if approximate == "tanh":
+        y = 0.5 * f * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (f + 0.044715 * f**3)))
+    elif approximate == "none":
+        y = 0.5 * f * (1.0 + _erf(f / math.sqrt(2.0)))
+    else:
+        raise UsageError(f"Gelu approximate={approximate!r} is not 'none' or 'tanh'")
+    return [y.astype(x.dtype)]
+
+
+# ------------------------------------------------------------------ Resize
+
+_ROUNDING: dict[str, Callable[[Array], Array]] = {
+    "round_prefer_floor": lambda v: np.ceil(v - 0.5),
+    "round_prefer_ceil": lambda v: np.floor(v + 0.5),
+    "floor": np.floor,
+    "ceil": np.ceil,
+}
+
+
+def _source_coords(mode: str, m: int, n: int, scale: float, opset: int) -> Array:
+    """Where each of ``m`` output positions falls in the ``n`` input positions."""
+    x = np.arange(m, dtype=np.float64)
+    if mode == "half_pixel":
+        return (x + 0.5) / scale - 0.5
+    if mode == "pytorch_half_pixel":
+        return (x + 0.5) / scale - 0.5 if m > 1 else np.zeros(m)
+    if mode == "align_corners":
+        return x * (n - 1) / (m - 1) if m > 1 else np.zeros(m)
+    if mode == "asymmetric":
+        return x / scale
+    if mode == "half_pixel_symmetric":
+        offset = n / 2 * (1 - m / (scale * n))
+        return offset + (x + 0.5) / scale - 0.5
+    if mode == "tf_half_pixel_for_nn" and opset < 13:
+        return (x + 0.5) / scale
+    raise UsageError(
+        f"Resize coordinate_transformation_mode={mode!r} is not supported (half_pixel, "
+        "pytorch_half_pixel, align_corners, asymmetric, half_pixel_symmetric)"
+    )
+
+
+def _resize_axis(x: Array, axis: int, m: int, scale: float, attrs: dict, opset: int) -> Array:
+    n = x.shape[axis]
+    mode = attrs.get("mode", "nearest")
+    where = _source_coords(
+        attrs.get("coordinate_transformation_mode", "half_pixel"), m, n, scale, opset
+    )
+    if mode == "nearest":
+        rounding = attrs.get("nearest_mode", "round_prefer_floor")
+        if rounding not in _ROUNDING:
+            raise UsageError(f"Resize nearest_mode={rounding!r} is not one of {sorted(_ROUNDING)}")
+        idx = np.clip(_ROUNDING[rounding](where), 0, n - 1).astype(np.intp)
+        return np.take(x, idx, axis=axis)
+    # linear: the two neighbours, positions outside the input clamped to its edge
+    where = np.clip(where, 0, n - 1)
+    lo = np.floor(where).astype(np.intp)
+    hi = np.minimum(lo + 1, n - 1)
+    frac = (where - lo).reshape((-1,) + (1,) * (x.ndim - axis - 1)).astype(np.float32)
+    a, b = np.take(x, lo, axis=axis), np.take(x, hi, axis=axis)
+    return a + (b - a) * frac
+
+
+@register("Resize")
+def resize(inputs, attrs, opset, n_outputs):
+    """Nearest and linear resizing with scales or sizes (opsets 11, 13, 18, 19).
+
+    Separable: one axis at a time, which for linear is exactly the N-linear
+    interpolation ONNX defines. Not supported: cubic, antialias,
+    tf_crop_and_resize (its roi), keep_aspect_ratio_policy other than stretch.
+    """
+    x = inputs[0]
+    scales = inputs[2] if len(inputs) > 2 else None
+    sizes = inputs[3] if len(inputs) > 3 else None
+    mode = attrs.get("mode", "nearest")
+    if mode not in ("nearest", "linear"):
+        raise UsageError(f"Resize mode {mode!r} is not supported (nearest, linear)")
+    if int(attrs.get("antialias", 0)):
+        raise UsageError("Resize with antialias=1 is not supported")
+    if attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
+        raise UsageError("Resize keep_aspect_ratio_policy other than 'stretch' is not supported")
+    axes = [_axis(a, x.ndim) for a in attrs.get("axes", range(x.ndim))]
+    if sizes is not None and sizes.size:
+        out = _ints(sizes)
+        factors = [m / x.shape[a] for m, a in zip(out, axes, strict=True)]
+    elif scales is not None and scales.size:
+        factors = [float(v) for v in np.asarray(scales).reshape(-1)]
+        out = [int(math.floor(x.shape[a] * f)) for a, f in zip(axes, factors, strict=True)]
+    else:
+        raise UsageError("Resize needs scales or sizes")
+    if len(out) != len(axes) or min(out) < 1:
+        raise UsageError(f"Resize to {out} does not fit an input of shape {x.shape}")
+    y = x
+    for a, m, f in zip(axes, out, factors, strict=True):
+        if m != x.shape[a] or f != 1.0:
+            y = _resize_axis(y, a, m, f, attrs, opset)
+    return [np.ascontiguousarray(y, dtype=x.dtype)]
+
+
 #: Operators whose value never depends on pixels once shapes are fixed.
 SHAPE_OPS = frozenset({"Shape", "Size", "ConstantOfShape", "Constant"})
