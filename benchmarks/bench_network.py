@@ -19,6 +19,12 @@ and the same thread count on every side (Numba threads for convtool,
   ResNet-18 convolutions run one by one through ``conv2d`` against
   ``torch.nn.functional.conv2d`` instead.
 
+The network rows are timed twice: interleaved (convtool, peer, convtool, ...:
+both sides see the same drift of a shared machine; the ratio the targets are
+about) and "alone" (all of one side's runs back to back, then the other's:
+each side keeps its caches and its threads awake, as a user running only
+one of them would).
+
 Also printed: every convolution of both networks alone (``conv2d`` with the
 method ``auto`` picks, against torch), the first call of each side (Numba
 cache load or compile included), the largest difference from the peer
@@ -189,13 +195,22 @@ def build_resnet18(path: Path, seed: int = 0) -> int:
     return len(nodes)
 
 
-def ort_session(path: Path, threads: int):
+def ort_session(path: Path, threads: int, spinning: bool = True):
+    """An onnxruntime CPU session with ``threads`` intra-op threads.
+
+    By default its idle threads spin for a while after each run; in an
+    interleaved loop they then hold the cores while the next convtool call
+    starts. ``spinning=False`` makes them wait passively, as convtool's and
+    PyTorch's threads do here (OMP_WAIT_POLICY=passive).
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
@@ -214,7 +229,7 @@ def convtool_reads_onnx() -> bool:
 
 
 MEMORY_SCRIPT = """
-import resource, sys, time, tracemalloc
+import resource, sys, tracemalloc
 import numpy as np
 import convtool
 from convtool.network import feature_maps, load_net
@@ -225,7 +240,11 @@ tracemalloc.start()
 maps = feature_maps(img, net)
 cur, peak = tracemalloc.get_traced_memory()
 kept = sum(a.nbytes for _, a in maps)
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# VmHWM: this process image's peak RSS (ru_maxrss would include the parent's pages
+# from before exec, as the fork copied them)
+with open("/proc/self/status") as fh:
+    hwm = [int(line.split()[1]) for line in fh if line.startswith("VmHWM:")]
+rss = hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(len(maps), kept, peak, rss)
 """
 
@@ -276,9 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     chw = np.ascontiguousarray(np.moveaxis(img, -1, 0))
     rows: list[dict] = []
 
-    def row(case, ours, peer, peer_name, diff, note=""):
+    def row(case, ours, peer, peer_name, diff, note="", alone=None):
         rows.append(
             {
+                "alone_convtool_ms": alone[0].median_ms if alone else None,
+                "alone_peer_ms": alone[1].median_ms if alone else None,
+                "alone_ratio": alone[0].median / alone[1].median if alone else None,
                 "case": case,
                 "convtool_ms": ours.median_ms,
                 "convtool_min_ms": ours.min_ms,
@@ -305,7 +327,11 @@ def main(argv: list[str] | None = None) -> int:
         common.check_agree(f"VGG map {i} ({layer.name})", a, t[0].numpy())
         for i, ((layer, a), t) in enumerate(zip(ours.result, peer.result, strict=True))
     )
-    row("VGG-16 blocks 1-2 (10 maps)", ours, peer, "torch", diff, "target <= 1.0")
+    alone = (
+        common.timeit(lambda: feature_maps(img, net), repeat=args.repeat),
+        common.timeit(lambda: torch_vgg(chw), repeat=args.repeat),
+    )
+    row("VGG-16 blocks 1-2 (10 maps)", ours, peer, "torch", diff, "target <= 1.0", alone)
 
     if not args.no_layers:
         convs = [(f"VGG {layer.name} {i}", layer) for i, layer in enumerate(layers)]
@@ -348,17 +374,30 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "resnet18.onnx"
         n_nodes = build_resnet18(model)
-        sess = ort_session(model, args.threads)
-        names = [o.name for o in sess.get_outputs()]
         nchw = chw[None]
+        variants = [("onnxruntime", True), ("onnxruntime, no spinning", False)]
+        for peer_name, spinning in variants:
+            sess = ort_session(model, args.threads, spinning)
+            names = [o.name for o in sess.get_outputs()]
 
-        def ort_fn():
-            return sess.run(names, {"input": nchw})
+            def ort_fn(sess=sess, names=names):
+                return sess.run(names, {"input": nchw})
 
-        if convtool_reads_onnx():
+            if not convtool_reads_onnx():
+                t = common.timeit(ort_fn, repeat=args.repeat)
+                rows.append(
+                    {
+                        "case": f"ResNet-18 ONNX ({n_nodes} nodes, all maps)",
+                        "peer": peer_name,
+                        "peer_ms": t.median_ms,
+                        "peer_min_ms": t.min_ms,
+                        "note": "convtool cannot read ONNX yet (import not merged)",
+                    }
+                )
+                continue
             resnet = load_net(model)  # parsed once, as the onnxruntime session is made once
             ours, peer = common.timeit_pair(
-                lambda: feature_maps(img, resnet), ort_fn, repeat=args.repeat
+                lambda resnet=resnet: feature_maps(img, resnet), ort_fn, repeat=args.repeat
             )
             by_name = dict(zip(names, peer.result, strict=True))
             diff = 0.0
@@ -366,21 +405,14 @@ def main(argv: list[str] | None = None) -> int:
                 ref = by_name.get(layer.name)
                 if ref is not None:
                     diff = max(diff, common.check_agree(layer.name, a, ref.reshape(a.shape)))
-            row(f"ResNet-18 ONNX ({n_nodes} nodes, all maps)", ours, peer, "onnxruntime", diff,
-                "target <= 1.5")  # fmt: skip
-            if not args.no_memory:
-                memory = peak_memory(model, args.threads)
-        else:
-            t = common.timeit(ort_fn, repeat=args.repeat)
-            rows.append(
-                {
-                    "case": f"ResNet-18 ONNX ({n_nodes} nodes, all maps)",
-                    "peer": "onnxruntime",
-                    "peer_ms": t.median_ms,
-                    "peer_min_ms": t.min_ms,
-                    "note": "convtool cannot read ONNX yet (import not merged)",
-                }
+            alone = (
+                common.timeit(lambda resnet=resnet: feature_maps(img, resnet), repeat=args.repeat),
+                common.timeit(ort_fn, repeat=args.repeat),
             )
+            row(f"ResNet-18 ONNX ({n_nodes} nodes, all maps)", ours, peer, peer_name, diff,
+                "target <= 1.5", alone)  # fmt: skip
+        if convtool_reads_onnx() and not args.no_memory:
+            memory = peak_memory(model, args.threads)
 
     info = common.machine()
     info["torch"] = torch.__version__
@@ -403,6 +435,9 @@ def main(argv: list[str] | None = None) -> int:
                 r["peer"],
                 r.get("peer_ms"),
                 r.get("ratio"),
+                r.get("alone_convtool_ms"),
+                r.get("alone_peer_ms"),
+                r.get("alone_ratio"),
                 None if r.get("max_abs_diff") is None else f"{r['max_abs_diff']:.1e}",
                 r.get("note", ""),
             )
@@ -410,7 +445,19 @@ def main(argv: list[str] | None = None) -> int:
         ]
         print(
             common.markdown_table(
-                ["case", "convtool ms", "min", "peer", "peer ms", "ratio", "max diff", "note"],
+                [
+                    "case",
+                    "convtool ms",
+                    "min",
+                    "peer",
+                    "peer ms",
+                    "ratio",
+                    "alone: convtool ms",
+                    "peer ms",
+                    "ratio",
+                    "max diff",
+                    "note",
+                ],  # fmt: skip
                 table,
             )
         )
