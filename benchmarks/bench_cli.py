@@ -157,21 +157,44 @@ def first_call(env: dict[str, str]) -> dict[str, Any]:
 
 
 _COLD_LISTENER = r"""
-import json, sys, time
-from numba.core import event
-stack, rows = [], []
-class Listener(event.Listener):
-    def on_start(self, ev):
-        stack.append([time.perf_counter(), 0.0])
-    def on_end(self, ev):
-        t0, child = stack.pop()
-        dt = time.perf_counter() - t0
-        if stack:
-            stack[-1][1] += dt
-        f = ev.data["dispatcher"].py_func
-        rows.append({"function": f.__module__ + "." + f.__qualname__, "depth": len(stack),
-                     "signature": str(ev.data["args"]), "seconds": dt, "self_seconds": dt - child})
-event.register("numba:compile", Listener())
+import builtins, json, sys, time
+stack, rows, state = [], [], {"on": False}
+
+
+def install():
+    # register the compile listener only once convtool itself has imported Numba:
+    # importing it here first would change what the command does (rent or buy)
+    from numba.core import event
+
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            stack.append([time.perf_counter(), 0.0])
+
+        def on_end(self, ev):
+            t0, child = stack.pop()
+            dt = time.perf_counter() - t0
+            if stack:
+                stack[-1][1] += dt
+            f = ev.data["dispatcher"].py_func
+            rows.append({"function": f.__module__ + "." + f.__qualname__, "depth": len(stack),
+                         "signature": str(ev.data["args"]), "seconds": dt,
+                         "self_seconds": dt - child})
+
+    event.register("numba:compile", Listener())
+
+
+real_import = builtins.__import__
+
+
+def watching_import(name, *args, **kwargs):
+    module = real_import(name, *args, **kwargs)
+    if not state["on"] and hasattr(sys.modules.get("numba"), "njit"):
+        state["on"] = True
+        install()
+    return module
+
+
+builtins.__import__ = watching_import
 sys.argv = ["convtool", *json.loads(sys.argv[1])]
 from convtool.cli import main
 try:

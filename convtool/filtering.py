@@ -43,13 +43,17 @@ Four algorithms compute the same result (within float32 rounding):
 ``numpy``
     Plain numpy: the outputs' reach gathered through the same index maps,
     then one strided slice per tap (about 1.4 ns per value per tap, one
-    thread). Importing Numba and loading its cached kernels costs about a
-    second per process, more than numpy needs for a whole small image, so
-    while Numba is not loaded ``auto`` runs jobs on numpy until their
-    estimated total would exceed that start-up cost, then loads Numba and
-    uses the compiled paths from there on (rent or buy: never worse than
-    twice the better choice in hindsight). A single ``convtool convolve`` of
-    a photo never pays for Numba; a batch pays once, early.
+    thread); for a job the compiled paths would run separably, a vertical
+    pass then a horizontal one with the same (symmetrised) factors. Importing
+    Numba and loading its cached kernels costs about a second per process,
+    and compiling a kernel the cache does not hold yet several more, far
+    more than numpy needs for a whole photo. So while Numba is not loaded
+    ``auto`` runs jobs on numpy (or numpy's FFT, whichever is cheaper) until
+    their estimated total would exceed that price, then loads Numba and uses
+    the compiled paths from there on (rent or buy, :mod:`convtool.rentbuy`:
+    never worse than about twice the better choice in hindsight). A single
+    ``convtool convolve`` of a photo never pays for Numba, cold cache or
+    warm; a batch pays once, early. ``method="numpy"`` forces it.
 
 Strides: rows are sampled through the row index map; columns are computed
 at full resolution by the vectorised loops and then sampled.
@@ -448,12 +452,11 @@ def _choose(img, out_shape, kshape, stride, dilation, mode, factors, method):
         rent.pop("numpy")
     if method == "numpy":
         return next(iter(rent))
-    finite = img.dtype.kind != "f" or bool(np.isfinite(img).all())
-    if best == "fft" and finite:
-        return best  # numpy's FFT: no Numba either way
+    if best == "fft":
+        return best  # numpy's FFT: no Numba either way (a non-finite image: see _correlate)
     if rentbuy.numba_loaded():
         return best
-    if finite:
+    if img.dtype.kind != "f" or bool(np.isfinite(img).all()):  # one pass, only here
         points = _fft_points(img.shape[0], width, kh, kw, dilation, mode != "valid")
         rent["fft"] = COST["fft_point"] * points * nch
     cheapest = min(rent, key=rent.__getitem__)
@@ -602,13 +605,8 @@ def _run(image, weights, how, pad, pad_value, stride, dilation, correlate, metho
         cval = float(pad_value)
     except (TypeError, ValueError):
         raise UsageError(f"pad value must be a number, got {pad_value!r}") from None
-    for w in weights:  # sizes first, so no work is done before an error
-        conv_output_size(
-            img.shape[0], w.shape[0], stride=stride, dilation=dilation, pad=mode, axis="height"
-        )
-        conv_output_size(
-            img.shape[1], w.shape[1], stride=stride, dilation=dilation, pad=mode, axis="width"
-        )
+    # sizes first, so no work is done before an error
+    _check_sizes(img.shape, weights, stride, dilation, mode, same=how != "single")
     if threads is not None:
         threads = parallel.check_threads(threads)
     responses = [
@@ -625,12 +623,28 @@ def _run(image, weights, how, pad, pad_value, stride, dilation, correlate, metho
         )
         for w in weights
     ]
-    if len({r.shape for r in responses}) > 1 and how != "single":
+    return _combine(responses, how)
+
+
+def _check_sizes(shape, weights, stride, dilation, mode, *, same: bool) -> None:
+    """Every kernel's output size is at least 1x1 (else the axis's own error) and,
+    with ``same``, all of them are equal (they are combined element by element)."""
+    sizes = {
+        (
+            conv_output_size(
+                shape[0], w.shape[0], stride=stride, dilation=dilation, pad=mode, axis="height"
+            ),
+            conv_output_size(
+                shape[1], w.shape[1], stride=stride, dilation=dilation, pad=mode, axis="width"
+            ),
+        )
+        for w in weights
+    }
+    if same and len(sizes) > 1:
         raise UsageError(
             "kernels of different sizes give outputs of different sizes with pad 'valid' "
             "or stride > 1; use kernels of one size or a padded mode"
         )
-    return _combine(responses, how)
 
 
 def filter_bank(
@@ -690,34 +704,23 @@ def filter_bank(
         kernels = [kernels]
     if len(kernels) == 0:
         raise UsageError("filter bank is empty: give at least one kernel")
-    responses = [
-        convolve(
-            image,
-            k,
-            pad=pad,
-            pad_value=pad_value,
-            stride=stride,
-            dilation=dilation,
-            correlate=correlate,
-            method=method,
-            threads=threads,
-        )
-        for k in kernels
-    ]
-    if len({r.shape for r in responses}) > 1:
-        raise UsageError(
-            "the kernels give outputs of different sizes (pad 'valid' or stride > 1 with "
-            "kernels of different sizes); use one size or a padded mode"
-        )
+    img = _check_image(image)  # once, not per kernel
+    stride = check_positive_int("stride", stride)
+    dilation = check_positive_int("dilation", dilation)
+    resolved = [_resolve_kernel(k) for k in kernels]
+    # every size before any work, once: each entry's response has its kernels' size
+    all_weights = [w for weights, _ in resolved for w in weights]
+    _check_sizes(img.shape, all_weights, stride, dilation, normalize_pad(pad), same=True)
+    args = (pad, pad_value, stride, dilation, correlate, method, threads)
+    responses = [_run(img, weights, rule, *args) for weights, rule in resolved]
     return _combine(responses, how)
 
 
-def warmup(methods: Sequence[str] = ("direct", "separable")) -> None:
+def warmup() -> None:
     """Compile (or load from the cache) every Numba kernel this module uses.
 
     Two drivers (direct, separable) for float32 and uint8 images; every
-    kernel size and stride goes through the same compiled code. ``methods``:
-    only these drivers (``convtool warmup`` compiles them in separate processes).
+    kernel size and stride goes through the same compiled code.
 
     Examples
     --------
@@ -725,6 +728,6 @@ def warmup(methods: Sequence[str] = ("direct", "separable")) -> None:
     """
 
     w = np.ones((3, 3), np.float32)
-    for method in methods:
-        for dtype in (np.float32, np.uint8):
+    for dtype in (np.float32, np.uint8):
+        for method in ("direct", "separable"):
             convolve(np.zeros((12, 12), dtype), w, method=method)

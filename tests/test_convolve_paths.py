@@ -200,3 +200,18 @@ def test_thread_count_does_not_change_the_result(camera, method):
     finally:
         numba.set_num_threads(before)
     np.testing.assert_array_equal(one, many)
+
+
+def test_filter_bank_refuses_mixed_sizes_before_any_work(monkeypatch):
+    """Sizes are checked once for the whole bank, before the first convolution."""
+    from convtool import filtering
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a convolution ran before the size check")
+
+    monkeypatch.setattr(filtering, "_correlate", boom)
+    img = np.ones((20, 20), np.float32)
+    with pytest.raises(UsageError, match="different sizes"):
+        filtering.filter_bank(img, [np.ones((3, 3)), np.ones((5, 5))], pad="valid")
+    with pytest.raises(UsageError, match="stride"):
+        filtering.filter_bank(img, [np.ones((3, 3))], stride=0)

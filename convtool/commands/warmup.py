@@ -7,8 +7,9 @@ pays that cost up front for every command.
 
 Compiling is single-threaded, so the steps run in one worker process per CPU
 (``--jobs``), each step's kernels in one process (two processes never write
-the same function's cache index at once); every worker is waited for, and
-stopped if the command is interrupted.
+the same function's cache index at once), shared out by their measured
+compile time; every worker is waited for, and stopped if the command is
+interrupted.
 """
 
 from __future__ import annotations
@@ -17,19 +18,32 @@ import typer
 
 from ._common import cli_errors
 
-# (label, module, function, positional arguments); a module or function that does
-# not exist is skipped, so the command keeps working while parts of convtool are
-# optional or missing. Worker k of n takes steps k, k+n, ...: the order balances
-# two workers (compile CPU measured with benchmarks/bench_cli.py: direct 10 s,
-# separable 6, detection 3, pooling 5, png 0.5, conv2d 4).
+# (label, module, function); a module or function that does not exist is skipped,
+# so the command keeps working while parts of convtool are optional or missing.
 _STEPS: tuple[tuple, ...] = (
-    ("filtering", "convtool.filtering", "warmup", (("direct",),)),
-    ("filtering", "convtool.filtering", "warmup", (("separable",),)),
-    ("detection", "convtool.detection", "warmup"),
+    ("filtering", "convtool.filtering", "warmup"),
     ("pooling", "convtool.pooling", "warmup"),
+    ("detection", "convtool.detection", "warmup"),
     ("png", "convtool.png", "warmup"),
     ("conv2d", "convtool.conv2d", "warmup"),
 )  # network layers run on conv2d, filtering and pooling
+
+#: Compile CPU seconds of each step on a cold cache (benchmarks/bench_cli.py
+#: --cold --signatures), to share the steps out evenly; unknown steps count 1 s.
+#: filtering is one step: its two drivers share the tap loops, which two
+#: processes would each compile.
+_COST = {"filtering": 13.0, "pooling": 5.3, "conv2d": 4.2, "detection": 3.2, "png": 0.5}
+
+
+def _share(steps: list[tuple], jobs: int) -> list[list[tuple]]:
+    """Longest first, each to the least loaded of ``jobs`` groups (none empty)."""
+    groups: list[list[tuple]] = [[] for _ in range(jobs)]
+    load = [0.0] * jobs
+    for step in sorted(steps, key=lambda st: -_COST.get(st[0], 1.0)):
+        k = load.index(min(load))
+        groups[k].append(step)
+        load[k] += _COST.get(step[0], 1.0)
+    return [g for g in groups if g]
 
 
 def _cache_location() -> str:
@@ -146,10 +160,10 @@ def run_warmup(*, quiet: bool = False, jobs: int | None = None) -> list[tuple[st
     jobs = max(1, min(jobs or _default_jobs(), len(_STEPS)))
     labels = list(dict.fromkeys(step[0] for step in _STEPS))
     steps = list(_STEPS)
-    groups = [steps[k::jobs] for k in range(jobs)]
+    groups = _share(steps, jobs)
     status = f"compiling kernels in {jobs} process(es) (cached after the first time) ..."
     with console.status(status):
-        results = [run_steps(steps)] if jobs == 1 else _run_workers(groups)
+        results = [run_steps(steps)] if len(groups) == 1 else _run_workers(groups)
     seconds: dict[str, float | None] = {}
     for group, times in zip(groups, results, strict=True):
         for step, t in zip(group, times, strict=True):
