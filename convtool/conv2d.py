@@ -318,7 +318,7 @@ def _conv_gemm(
     out_size: tuple[int, int],
     budget: int = 1 << 25,
 ) -> np.ndarray:
-    """im2col + matrix product on Numba's threads (core.conv_gemm), per group.
+    """im2col + matrix product by the Numba kernels of core.conv_gemm, per group.
 
     The patch matrix is built for blocks of output rows of at most ``budget``
     bytes; a 1x1 stride-1 convolution uses the input itself as the patch matrix.
