@@ -58,7 +58,11 @@ class OnnxNode:
 
 @dataclass
 class OnnxGraph:
-    """A model with its input shape fixed and its constants folded."""
+    """A model with its input shape fixed and its constants folded.
+
+    ``input_shape`` is (1, C, H, W), what convtool gives; a model whose input is
+    declared channels last (``channels_last``) gets it as (1, H, W, C).
+    """
 
     path: str
     opset: int
@@ -68,6 +72,7 @@ class OnnxGraph:
     constants: dict[str, np.ndarray]
     outputs: tuple[str, ...]
     folded: int = 0  # how many nodes were folded away
+    channels_last: bool = False  # the model takes (1, H, W, C): run() transposes its input
 
     def run(self, x: np.ndarray, until: str | None = None):
         """Yield ``(node, outputs)`` for each node, in order, from an NCHW input."""
@@ -77,7 +82,7 @@ class OnnxGraph:
                 f"{self.input_shape}"
             )
         values: dict[str, np.ndarray] = dict(self.constants)
-        values[self.input_name] = x
+        values[self.input_name] = x.transpose(0, 2, 3, 1) if self.channels_last else x
         for node in self.nodes:
             ins = [values[n] if n else None for n in node.inputs]
             outs = call(node, ins, self.opset)
@@ -374,17 +379,6 @@ def read_onnx(
     live: set[str] = {image.name}
     shapes: dict[str, tuple[int, ...]] = {image.name: own}
     nodes: list[OnnxNode] = []
-    feed = image.name
-    if own != shape:
-        # channels last: convtool feeds (1, C, H, W) and a Transpose gives the
-        # model its (1, H, W, C); that node's map is the input in the model's layout
-        feed = image.name + ":nchw"
-        name = f"{image.name} (NHWC)"
-        taken.add(name)
-        nodes.append(
-            OnnxNode(name, "Transpose", (feed,), (image.name,), {"perm": [0, 2, 3, 1]}, [own])
-        )
-    first = len(nodes)  # nodes before it are convtool's, not the model's
     protos: list[Any] = []  # the live nodes as NodeProto, for shape inference
     folded = 0
     pending_shapes = True
@@ -452,25 +446,25 @@ def read_onnx(
         protos.append(proto)
         if until is not None and node.name == until:
             break
-    if until is not None and (len(nodes) == first or nodes[-1].name != until):
-        names = ", ".join(n.name for n in nodes[first : first + 8])
+    if until is not None and (not nodes or nodes[-1].name != until):
+        names = ", ".join(n.name for n in nodes[:8])
         raise UsageError(
             f"{path}: no node named {until!r} computes from the image (e.g. {names}, ...)"
         )
-    if len(nodes) == first:
+    if not nodes:
         raise UsageError(f"{path}: no node depends on the input {image.name!r}")
     # keep only the constants the live nodes read
     needed = {v for n in nodes for v in n.inputs if v}
     constants = {k: v for k, v in constants.items() if k in needed}
     known = _infer_shapes(onnx, model, image.name, own, constants, protos)
-    known[image.name] = own
     for n in nodes:
         n.shapes = [known.get(v) for v in n.outputs]
     g = OnnxGraph(
         path=path,
         opset=opset,
-        input_name=feed,
+        input_name=image.name,
         input_shape=shape,
+        channels_last=own != shape,
         nodes=nodes,
         constants=constants,
         outputs=tuple(o.name for o in graph.output),
@@ -552,6 +546,9 @@ class OnnxInfo:
     output_index : int
         Which of the operator's outputs this node is.
     n_outputs : int
+    nhwc : tuple of int
+        Graph inputs (the image) that the model takes channels last: the
+        walker's (C, H, W) is transposed to (1, H, W, C) for the operator.
     """
 
     op_type: str
@@ -564,6 +561,7 @@ class OnnxInfo:
     output_index: int = 0
     n_outputs: int = 1
     matmul_bias: bool = False  # an Add of a constant to a MatMul: PyTorch's Linear bias
+    nhwc: tuple[int, ...] = ()  # graph inputs the model takes channels last (the image)
 
 
 def value_shape(onnx_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -585,7 +583,9 @@ def to_nodes(g: OnnxGraph) -> tuple:
     from .spec import Node
 
     producer: dict[str, str] = {g.input_name: "input"}
-    shapes: dict[str, tuple[int, ...]] = {g.input_name: g.input_shape}
+    _, c, h, w = g.input_shape
+    own = (1, h, w, c) if g.channels_last else g.input_shape
+    shapes: dict[str, tuple[int, ...]] = {g.input_name: own}
     kinds: dict[str, str] = {g.input_name: "input"}
     used = {v for n in g.nodes for v in n.inputs if v} | set(g.outputs)
     nodes = []
@@ -602,10 +602,13 @@ def to_nodes(g: OnnxGraph) -> tuple:
             in_shapes: list[tuple[int, ...]] = []
             slots: list[tuple[str, Any] | None] = []
             consts: dict[str, np.ndarray] = {}
+            nhwc: list[int] = []
             for v in node.inputs:
                 if not v:
                     slots.append(None)
                 elif v in producer:
+                    if v == g.input_name and g.channels_last:
+                        nhwc.append(len(inputs))
                     slots.append(("value", len(inputs)))
                     inputs.append(producer[v])
                     in_shapes.append(shapes[v])
@@ -628,6 +631,7 @@ def to_nodes(g: OnnxGraph) -> tuple:
                 output_index=k,
                 n_outputs=len(node.outputs),
                 matmul_bias=matmul_bias,
+                nhwc=tuple(nhwc),
             )
             name = node.name if k == 0 else f"{node.name}:{value}"
             nodes.append(Node(node.op_type, {"onnx": info}, name, tuple(inputs)))
@@ -994,7 +998,10 @@ def run_node(layer: Any, *values: np.ndarray) -> np.ndarray:
         if slot is None:
             ins.append(None)
         elif slot[0] == "value":
-            ins.append(values[slot[1]].reshape(info.in_shapes[slot[1]]))
+            v = values[slot[1]]
+            if slot[1] in info.nhwc:  # the walker's (C, H, W) image, to the model's (1, H, W, C)
+                v = v.transpose(1, 2, 0)
+            ins.append(v.reshape(info.in_shapes[slot[1]]))
         else:
             ins.append(info.consts[slot[1]])
     fn = ONNX_OPS[info.op_type]
