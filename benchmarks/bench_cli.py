@@ -315,14 +315,17 @@ def cold_runs(tmp: Path, ct: list[str], repeat: int, signatures: bool) -> dict[s
             sig_env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp / f"sigcache{k}")}
             (tmp / "out").mkdir(exist_ok=True)
             argv = [a.replace("{out}", str(tmp / "out")) for a in cmd]
-            proc = subprocess.run(
+            proc = subprocess.run(  # cwd: not the repository, whose convtool would win
                 [sys.executable, "-c", _COLD_LISTENER, json.dumps(argv)],
                 capture_output=True,
                 text=True,
                 env=sig_env,
+                cwd=tmp,
             )
             lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("SIGNATURES ")]
             row["signatures"] = json.loads(lines[-1][len("SIGNATURES ") :]) if lines else []
+            if not lines:
+                row["signatures_error"] = f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"
         rows.append(row)
     print("  convtool warmup ...", file=sys.stderr, flush=True)
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp / "cache-warmup")}
@@ -375,6 +378,8 @@ def print_cold(doc: dict[str, Any], repeat: int) -> None:
         top = [s for s in sigs if s["depth"] == 0]
         total = sum(s["self_seconds"] for s in sigs)
         print(f"\n{r['case']}: {len(sigs)} signatures compiled, {total:.2f} s compiling")
+        if "signatures_error" in r:
+            print(f"  (the listener run failed: {r['signatures_error']})")
         for s in sorted(sigs, key=lambda s: -s["self_seconds"])[:12]:
             print(f"  {s['self_seconds']:6.2f} s  {s['function']} {s['signature'][:90]}")
         if not top:
