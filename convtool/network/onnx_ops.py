@@ -481,8 +481,9 @@ def batch_normalization(inputs, attrs, opset, n_outputs):
     shape = (1, -1) + (1,) * (x.ndim - 2)
     a = np.asarray(scale, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
     c = np.asarray(bias, np.float64) - np.asarray(mean, np.float64) * a
-    y = x * a.astype(np.float32).reshape(shape) + c.astype(np.float32).reshape(shape)
-    return [y.astype(x.dtype)]
+    y = x * a.astype(np.float32).reshape(shape)
+    y += c.astype(np.float32).reshape(shape)  # in place: one pass less, the same rounding
+    return [y.astype(x.dtype, copy=False)]
 
 
 @register("LRN")
