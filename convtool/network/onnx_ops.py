@@ -16,7 +16,7 @@ are what any ONNX runtime would see.
 :data:`ONNX_OPS` maps each ONNX type name to its function. Heavy operators call
 convtool's own kernels: 2-D Conv runs :func:`convtool.conv2d.conv2d`; MaxPool
 and AveragePool run :func:`convtool.pooling.pool` whenever the window fits its
-geometry (square window, one stride, symmetric padding of at most half the
+geometry (square window, one stride, padding of at most half the
 window) and a plain numpy loop over window offsets otherwise.
 
 Examples
@@ -186,27 +186,15 @@ def conv(inputs: list, attrs: dict, opset: int, n_outputs: int) -> list:
         return [y]
     from ..conv2d import conv2d
 
-    (dh, dw), (sh, sw) = dilations, strides
-    if dh != dw:  # dilate the kernel with zeros: one dilation for conv2d
-        kh, kw = w.shape[2:]
-        wd = np.zeros(w.shape[:2] + ((kh - 1) * dh + 1, (kw - 1) * dw + 1), np.float32)
-        wd[:, :, ::dh, ::dw] = w
-        w, dil = wd, 1
-    else:
-        dil = dh
-    step = sh if sh == sw else 1  # unequal strides: stride 1, then subsample
     # negative pads crop; conv2d pads only
     crop = [(0, 0), (0, 0)] + [(min(p, 0), min(q, 0)) for p, q in zip(begin, end, strict=True)]
     if any(p < 0 or q < 0 for p, q in crop[2:]):
         x = _pad_crop(x, crop, "constant", 0.0)
     padding = (max(begin[0], 0), max(end[0], 0), max(begin[1], 0), max(end[1], 0))
-    outs = []
-    for sample in x:
-        y = conv2d(sample, w, b, stride=step, dilation=dil, groups=group, padding=padding)
-        if sh != sw:
-            y = y[:, ::sh, ::sw]
-        outs.append(y)
-    return [np.ascontiguousarray(np.stack(outs))]
+    opts = dict(stride=tuple(strides), dilation=tuple(dilations), groups=group, padding=padding)
+    if x.shape[0] == 1:  # one image (what the walker gives): no stacked copy
+        return [conv2d(x[0], w, b, **opts)[None]]
+    return [np.stack([conv2d(sample, w, b, **opts) for sample in x])]
 
 
 def _pad_crop(x: Array, widths: list[tuple[int, int]], mode: str, value: float) -> Array:
@@ -226,7 +214,7 @@ def _pad_crop(x: Array, widths: list[tuple[int, int]], mode: str, value: float) 
 
 @register("Relu")
 def relu(inputs, attrs, opset, n_outputs):
-    return [np.maximum(inputs[0], 0).astype(inputs[0].dtype)]
+    return [np.maximum(inputs[0], 0).astype(inputs[0].dtype, copy=False)]
 
 
 @register("LeakyRelu")
@@ -381,29 +369,27 @@ def _pool_nd(x: Array, kind: str, kernel, strides, dilations, begin, end, ceil, 
 
 
 def _fast_pool(x: Array, kind: str, kernel, strides, dilations, begin, end, ceil, include_pad):
-    """The same through convtool.pooling.pool, or None when the geometry does not fit it."""
+    """The same through convtool's pooling kernels, every plane in one call
+    (:func:`convtool.network.ops.pool_planes`), or None when the geometry does
+    not fit them."""
     if x.ndim != 4 or len(set(kernel)) != 1 or len(set(strides)) != 1 or set(dilations) != {1}:
         return None
-    pads = set(begin) | set(end)
     k, s = kernel[0], strides[0]
-    if len(pads) != 1:
+    top, left = begin
+    bottom, right = end
+    padding = (top, bottom, left, right)
+    if min(padding) < 0 or max(padding) > k // 2:
         return None
-    p = pads.pop()
-    if p > k // 2 or min(x.shape[2:]) + 2 * p < k:
-        return None
-    from ..pooling import pool
+    from .ops import pool_planes
 
-    mode = "max" if kind == "max" else "avg"
-    pad = "valid" if p == 0 else "constant"
-    opts: dict[str, Any] = {"padding": p} if p else {}
     n, c, h, w = x.shape
     planes = np.ascontiguousarray(x, np.float32).reshape(n * c, h, w)
-    out = np.stack(
-        [pool(plane, mode, size=k, stride=s, pad=pad, ceil=ceil, **opts) for plane in planes]
-    )
-    if kind == "avg" and p and not include_pad:
-        ones = np.ones((h, w), np.float32)
-        out /= pool(ones, "avg", size=k, stride=s, pad=pad, ceil=ceil, padding=p)
+    out = pool_planes(planes, kind, k, s, padding, ceil)
+    if out is None:
+        return None
+    if kind == "avg" and any(padding) and not include_pad:
+        ones = np.ones((1, h, w), np.float32)
+        out /= pool_planes(ones, "avg", k, s, padding, ceil)
     return out.reshape(n, c, *out.shape[1:])
 
 
@@ -495,8 +481,9 @@ def batch_normalization(inputs, attrs, opset, n_outputs):
     shape = (1, -1) + (1,) * (x.ndim - 2)
     a = np.asarray(scale, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
     c = np.asarray(bias, np.float64) - np.asarray(mean, np.float64) * a
-    y = x * a.astype(np.float32).reshape(shape) + c.astype(np.float32).reshape(shape)
-    return [y.astype(x.dtype)]
+    y = x * a.astype(np.float32).reshape(shape)
+    y += c.astype(np.float32).reshape(shape)  # in place: one pass less, the same rounding
+    return [y.astype(x.dtype, copy=False)]
 
 
 @register("LRN")

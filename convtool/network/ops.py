@@ -290,11 +290,93 @@ def _plan_pool(layer: Layer, ins: list[Layer]) -> Shape:
     return (c, oh, ow)
 
 
+def pool_planes(
+    x: np.ndarray,
+    mode: str,
+    size: int,
+    stride: int,
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0),
+    ceil: bool = False,
+    pad_value: float | None = None,
+) -> np.ndarray | None:
+    """Max, min or average pooling of every plane of a (C, H, W) stack in one call.
+
+    The same numbers as :func:`convtool.pooling.pool` on each plane with
+    constant padding ``(top, bottom, left, right)`` of ``pad_value`` (default
+    -inf for max, +inf for min, 0 for avg) and the same ceil rule, from one
+    pool call on a 2-D array: the planes one under the other, each padded
+    with the fill and rounded up to a whole number of strides, so that no
+    window reaches from one plane into the next. No copy at all when there is
+    no padding and the height is a multiple of a stride at least the window
+    (VGG's 2x2/2). An average whose ceil-mode window hangs over the padded
+    edge divides by the area inside it, as pool does. ``None`` for a mode
+    other than max/min/avg or a window larger than the padded plane.
+
+    Examples
+    --------
+    >>> x = np.arange(32, dtype=np.float32).reshape(2, 4, 4)
+    >>> pool_planes(x, "max", 2, 2).tolist()
+    [[[5.0, 7.0], [13.0, 15.0]], [[21.0, 23.0], [29.0, 31.0]]]
+    >>> pool_planes(x, "max", 3, 2, (1, 1, 1, 1)).tolist()
+    [[[5.0, 7.0], [13.0, 15.0]], [[21.0, 23.0], [29.0, 31.0]]]
+    """
+    from ..pooling import pool
+
+    if mode not in ("max", "min", "avg") or x.ndim != 3:
+        return None
+    c, h, w = x.shape
+    f, s = size, stride
+    top, bottom, left, right = padding
+    hp, wp = h + top + bottom, w + left + right
+    if hp < f or wp < f:
+        return None
+
+    def out_len(n: int, before: int, after: int) -> int:
+        span = n + before + after - f
+        if not ceil:
+            return span // s + 1
+        out = -(-span // s) + 1
+        return out - 1 if (out - 1) * s >= n + before else out
+
+    oh, ow = out_len(h, top, bottom), out_len(w, left, right)
+    rows, cols = (oh - 1) * s + f, (ow - 1) * s + f  # extent the windows read
+    skip = {"max": -np.inf, "min": np.inf}.get(mode, 0.0)  # beyond the padding: left out
+    fill = skip if pad_value is None else np.float32(pad_value)
+    if not any(padding) and h % s == 0 and f <= s and rows <= h and cols <= w:
+        per = h // s
+        flat = np.ascontiguousarray(x, dtype=np.float32).reshape(c * h, w)
+    else:
+        per = -(-max(hp, rows) // s)  # output rows per plane (some past the last window)
+        hb = per * s  # rows per plane: a whole number of strides
+        wb = max(wp, cols)
+        buf = np.full((c * hb + f, wb), skip, np.float32)
+        planes = buf[: c * hb].reshape(c, hb, wb)
+        if any(padding) and fill != skip:
+            planes[:, :hp, :wp] = fill
+        planes[:, top : top + h, left : left + w] = x
+        flat = buf
+    out = pool(flat, mode, size=f, stride=s)
+    out = np.ascontiguousarray(out[: c * per].reshape(c, per, out.shape[1])[:, :oh, :ow])
+    if mode == "avg" and (rows > hp or cols > wp):  # divide by the clipped area, not F*F
+        starts = np.arange(max(oh, ow)) * s
+        area = np.outer(np.minimum(starts[:oh] + f, hp) - starts[:oh],
+                        np.minimum(starts[:ow] + f, wp) - starts[:ow])  # fmt: skip
+        out *= (f * f / area).astype(np.float32)
+    return out
+
+
 def _run_pool(layer: Layer, x: np.ndarray) -> np.ndarray:
     from ..pooling import pool
 
     o = dict(layer.attrs)
     mode = o.pop("mode")
+    if mode in ("max", "min", "avg") and (
+        o["pad"] == "constant" or (not o["padding"] and "pad_value" not in o)
+    ):
+        p = o["padding"]
+        out = pool_planes(x, mode, o["size"], o["stride"], (p,) * 4, o["ceil"], o.get("pad_value"))
+        if out is not None:
+            return out
     kwargs: dict[str, Any] = {}
     if mode != "fractional":
         kwargs.update(size=o.pop("size"), stride=o.pop("stride"), pad=o.pop("pad"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import weakref
 from collections.abc import Iterator
 
 import numpy as np
@@ -187,6 +188,32 @@ def _planned_input(layers: list[Layer]) -> tuple[int, ...] | None:
     return None
 
 
+#: Plans kept per Net object, by input shape (the last few shapes): a Net is
+#: frozen, so its plan for a shape never changes, and the arrays its layers
+#: build when they first run (seeded random weights) are built once.
+_PLANS: dict[int, dict[tuple[int, ...], list[Layer]]] = {}
+_PLANS_PER_NET = 4
+
+
+def _plan_once(net: Net, shape: tuple[int, ...]) -> list[Layer]:
+    """``plan(net, shape)``, kept for as long as ``net`` lives."""
+    key = id(net)
+    plans = _PLANS.get(key)
+    if plans is None:
+        try:
+            weakref.finalize(net, _PLANS.pop, key, None)  # forget it with the net
+        except TypeError:  # pragma: no cover - a Net subclass with __slots__
+            return plan(net, shape)
+        plans = _PLANS[key] = {}
+    layers = plans.get(shape)
+    if layers is None:
+        layers = plan(net, shape)
+        if len(plans) >= _PLANS_PER_NET:
+            del plans[next(iter(plans))]
+        plans[shape] = layers
+    return layers
+
+
 def feature_maps(
     image: np.ndarray,
     net: Net | str | os.PathLike,
@@ -207,7 +234,10 @@ def feature_maps(
         available now; ``"none"`` turns the check off.
     layers : list of Layer, optional
         ``plan(net, shape)`` already made by the caller for this image's
-        (C, H, W) shape: run them instead of planning again.
+        (C, H, W) shape: run them instead of planning again. Without it a
+        ``Net`` object keeps its plan for the last few image shapes (and the
+        weights its layers drew), so running it again on images of the same
+        size plans once.
 
     Returns
     -------
@@ -234,7 +264,7 @@ def feature_maps(
     if not np.all(np.isfinite(x)):
         raise UsageError("the image contains NaN or infinity")
     if layers is None:
-        layers = plan(net, x.shape)
+        layers = _plan_once(net, x.shape)
     elif _planned_input(layers) != x.shape:
         raise UsageError(
             f"the layers were planned for input {_planned_input(layers)}, the image is {x.shape}"

@@ -1,0 +1,98 @@
+"""Speed paths of convtool.network, each against a reference.
+
+``ops.pool_planes`` (every plane of a stack in one pooling call) against a
+float64 numpy loop over windows and against pooling plane by plane; the plan
+a Net keeps per image shape against a fresh run."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from convtool.network.ops import pool_planes
+from convtool.pooling import pool
+
+
+def reference(x, mode, f, s, pads, ceil, pad_value):
+    """Window by window in float64: padding holds pad_value, a ceil-mode window
+    past the padded edge reads only what lies inside it (avg divides by that)."""
+    top, bottom, left, right = pads
+    c, h, w = x.shape
+    hp, wp = h + top + bottom, w + left + right
+
+    def n_out(n, before, size):
+        span = size - f
+        if not ceil:
+            return span // s + 1
+        out = -(-span // s) + 1
+        return out - 1 if (out - 1) * s >= n + before else out
+
+    oh, ow = n_out(h, top, hp), n_out(w, left, wp)
+    default = {"max": -np.inf, "min": np.inf, "avg": 0.0}[mode]
+    padded = np.full((c, hp, wp), default if pad_value is None else pad_value, np.float64)
+    padded[:, top : top + h, left : left + w] = x
+    out = np.empty((c, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            win = padded[:, i * s : min(i * s + f, hp), j * s : min(j * s + f, wp)]
+            flat = win.reshape(c, -1)
+            out[:, i, j] = {"max": flat.max, "min": flat.min, "avg": flat.mean}[mode](axis=1)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    c=st.integers(1, 4),
+    h=st.integers(1, 13),
+    w=st.integers(1, 13),
+    f=st.integers(1, 4),
+    s=st.integers(1, 3),
+    pads=st.tuples(*[st.integers(0, 2)] * 4),
+    ceil=st.booleans(),
+    mode=st.sampled_from(["max", "min", "avg"]),
+    pad_value=st.sampled_from([None, 0.5]),
+    seed=st.integers(0, 2**16),
+)
+def test_pool_planes_matches_window_loop(c, h, w, f, s, pads, ceil, mode, pad_value, seed):
+    if max(pads) > f // 2 or h + pads[0] + pads[1] < f or w + pads[2] + pads[3] < f:
+        return
+    x = np.random.default_rng(seed).standard_normal((c, h, w)).astype(np.float32)
+    got = pool_planes(x, mode, f, s, pads, ceil, pad_value)
+    want = reference(x.astype(np.float64), mode, f, s, pads, ceil, pad_value)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_pool_planes_is_pool_per_plane_on_a_photo(astronaut):
+    x = np.ascontiguousarray(np.moveaxis(astronaut[:57, :62], -1, 0), dtype=np.float32)
+    for mode, f, s, p, ceil in [("max", 2, 2, 0, False), ("max", 3, 2, 1, True),
+                                ("avg", 3, 2, 1, True), ("min", 2, 1, 0, False)]:  # fmt: skip
+        kw = {"padding": p, "pad": "constant"} if p else {}
+        want = np.stack([pool(plane, mode, size=f, stride=s, ceil=ceil, **kw) for plane in x])
+        got = pool_planes(x, mode, f, s, (p,) * 4, ceil)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-4)
+    assert pool_planes(x, "lp", 2, 2) is None
+
+
+def test_a_net_plans_once_per_image_shape_and_forgets_with_the_net():
+    import gc
+    import sys
+
+    from convtool.network import feature_maps, load_net
+
+    walk = sys.modules["convtool.network.walk"]
+    net = load_net("conv(random:4,size=3) relu pool(max,2)")
+    img = np.random.default_rng(0).random((20, 22)).astype(np.float32)
+    first, again = feature_maps(img, net), feature_maps(img, net)
+    assert [layer for layer, _ in first] == [layer for layer, _ in again]
+    assert first[0][0] is again[0][0]  # the plan and its drawn weights are kept
+    for (_, a), (_, b) in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = feature_maps(img[:18], net)  # another shape: planned for it
+    assert other[0][1].shape == (4, 16, 20) and other[0][0] is not first[0][0]
+    key = id(net)
+    assert set(walk._PLANS[key]) == {(1, 20, 22), (1, 18, 22)}
+    del net, first, again, other
+    gc.collect()
+    assert key not in walk._PLANS
