@@ -38,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .conv_taps import acc1, taps3_acc, taps_acc, taps_set, taps_sym_set
+from .conv_taps import acc1, taps3_acc, taps3_set, taps_acc, taps_set, taps_sym_set
 from .indexing import CONSTANT, REFLECT, REPLICATE, SYMMETRIC, VALID, WRAP, index_map
 
 __all__ = ["CONSTANT", "REFLECT", "REPLICATE", "SYMMETRIC", "VALID", "WRAP", "index_map"]
@@ -67,8 +67,7 @@ def direct(img, nch, w, rmap, cmap, cval, lo, hi, dil, out, i0, i1):
         orow = out[i]
         if n > 0:
             inner = orow[lo * nch : hi * nch]
-            for k in range(n):
-                inner[k] = 0.0
+            first = True
             outside = False
             extra = np.float32(0.0)
             a = 0
@@ -82,11 +81,22 @@ def direct(img, nch, w, rmap, cmap, cval, lo, hi, dil, out, i0, i1):
                 if fuse and a + 2 < kh and rmap[i, a + 1] >= 0 and rmap[i, a + 2] >= 0:
                     r1 = rmap[i, a + 1]
                     r2 = rmap[i, a + 2]
-                    taps3_acc(img[r], img[r1], img[r2], step, w[a : a + 3], inner, n)
+                    if first:  # the first pass stores: no zeroing pass over the row
+                        taps3_set(img[r], img[r1], img[r2], step, w[a : a + 3], inner, n)
+                    else:
+                        taps3_acc(img[r], img[r1], img[r2], step, w[a : a + 3], inner, n)
+                    first = False
                     a += 3
                     continue
-                taps_acc(img[r], step, w[a], inner, n)
+                if first:
+                    taps_set(img[r], step, w[a], inner, n)
+                    first = False
+                else:
+                    taps_acc(img[r], step, w[a], inner, n)
                 a += 1
+            if first:  # every kernel row outside (constant padding)
+                for k in range(n):
+                    inner[k] = 0.0
             if outside:
                 for k in range(n):
                     inner[k] += extra

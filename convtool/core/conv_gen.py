@@ -34,10 +34,11 @@ Numba compile a separate literal-typed specialisation.)
 ``src`` may be float32, uint8 or uint16 (read as float32); ``out`` is float32.
 ``acc3r{K}`` does the same for three source rows in one pass.
 ``taps_acc`` handles any tap count by chunks of <= 9, ``taps3_acc`` rows of
-3 or 5 taps; ``taps_set`` zeroes ``out`` first (one pass over a row that stays in
-the L1 cache: cheaper to run than to compile a second, storing copy of every
-loop). ``sym{K}`` / ``taps_sym_set`` store a symmetric odd row (Gaussian, box)
-with one multiply per pair of taps.
+3 or 5 taps (``taps3_set`` / ``set3r{K}`` store instead: the first pass of a
+3x3 or 5x5 kernel writes its output row once); ``taps_set`` zeroes ``out``
+first (one pass over a row that stays in the L1 cache: cheaper to run than to
+compile a storing copy of every loop). ``sym{K}`` / ``taps_sym_set`` store a
+symmetric odd row (Gaussian, box) with one multiply per pair of taps.
 """
 
 from numba import njit
@@ -69,14 +70,14 @@ def _func(k: int) -> str:
     return "\n".join(lines)
 
 
-def _func3(k: int) -> str:
+def _func3(k: int, op: str = "acc") -> str:
     """Three source rows at once: one pass over ``out`` instead of three."""
     lines = [
         "",
         "",
         "",
         "@njit(cache=True, fastmath=_FM)",
-        f"def acc3r{k}(r0, r1, r2, step, w, out, n):",
+        f"def {op}3r{k}(r0, r1, r2, step, w, out, n):",
     ]
     for a in range(3):
         for b in range(k):
@@ -92,7 +93,8 @@ def _func3(k: int) -> str:
     rows = [
         "(" + " + ".join(f"w{a}{b} * float32(s{a}{b}[i])" for b in range(k)) + ")" for a in range(3)
     ]
-    lines.append("        out[i] += " + " + ".join(rows))
+    sign = "+=" if op == "acc" else "="
+    lines.append(f"        out[i] {sign} " + " + ".join(rows))
     return "\n".join(lines)
 
 
@@ -140,21 +142,22 @@ def _dispatch_sym() -> str:
     return "\n".join(lines)
 
 
-def _dispatch3() -> str:
+def _dispatch3(op: str) -> str:
     widths = " or ".join(map(str, FUSED_TAPS))
+    verb = "Adds" if op == "acc" else "Stores"
     lines = [
         "",
         "",
         "",
         "@njit(cache=True, fastmath=_FM)",
-        "def taps3_acc(r0, r1, r2, step, w, out, n):",
-        f'    """Adds rows ``w[0..2]`` over ``r0..r2`` to ``out``: {widths} taps wide."""',
+        f"def taps3_{op}(r0, r1, r2, step, w, out, n):",
+        f'    """{verb} rows ``w[0..2]`` over ``r0..r2`` to ``out``: {widths} taps wide."""',
         "    kw = w.shape[1]",
     ]
     for i, k in enumerate(FUSED_TAPS):
         kw = "if" if i == 0 else "elif"
         lines.append(f"    {kw} kw == {k}:")
-        lines.append(f"        acc3r{k}(r0, r1, r2, step, w, out, n)")
+        lines.append(f"        {op}3r{k}(r0, r1, r2, step, w, out, n)")
     return "\n".join(lines)
 
 
@@ -197,11 +200,13 @@ def source() -> str:
     parts = [HEADER]
     for k in range(1, MAX_TAPS + 1):
         parts.append(_func(k))
-    for k in FUSED_TAPS:
-        parts.append(_func3(k))
+    for op in ("acc", "set"):
+        for k in FUSED_TAPS:
+            parts.append(_func3(k, op))
     parts.append(_dispatch())
     parts.append(SET)
-    parts.append(_dispatch3())
+    parts.append(_dispatch3("acc"))
+    parts.append(_dispatch3("set"))
     for k in SYM_TAPS:
         parts.append(_func_sym(k))
     parts.append(_dispatch_sym())

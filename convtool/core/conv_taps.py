@@ -7,10 +7,11 @@ Numba compile a separate literal-typed specialisation.)
 ``src`` may be float32, uint8 or uint16 (read as float32); ``out`` is float32.
 ``acc3r{K}`` does the same for three source rows in one pass.
 ``taps_acc`` handles any tap count by chunks of <= 9, ``taps3_acc`` rows of
-3 or 5 taps; ``taps_set`` zeroes ``out`` first (one pass over a row that stays in
-the L1 cache: cheaper to run than to compile a second, storing copy of every
-loop). ``sym{K}`` / ``taps_sym_set`` store a symmetric odd row (Gaussian, box)
-with one multiply per pair of taps.
+3 or 5 taps (``taps3_set`` / ``set3r{K}`` store instead: the first pass of a
+3x3 or 5x5 kernel writes its output row once); ``taps_set`` zeroes ``out``
+first (one pass over a row that stays in the L1 cache: cheaper to run than to
+compile a storing copy of every loop). ``sym{K}`` / ``taps_sym_set`` store a
+symmetric odd row (Gaussian, box) with one multiply per pair of taps.
 """
 
 from numba import njit
@@ -292,6 +293,92 @@ def acc3r5(r0, r1, r2, step, w, out, n):
 
 
 @njit(cache=True, fastmath=_FM)
+def set3r3(r0, r1, r2, step, w, out, n):
+    w00 = w[0, 0]
+    w01 = w[0, 1]
+    w02 = w[0, 2]
+    w10 = w[1, 0]
+    w11 = w[1, 1]
+    w12 = w[1, 2]
+    w20 = w[2, 0]
+    w21 = w[2, 1]
+    w22 = w[2, 2]
+    s00 = r0[:n]
+    s01 = r0[step : step + n]
+    s02 = r0[2 * step : 2 * step + n]
+    s10 = r1[:n]
+    s11 = r1[step : step + n]
+    s12 = r1[2 * step : 2 * step + n]
+    s20 = r2[:n]
+    s21 = r2[step : step + n]
+    s22 = r2[2 * step : 2 * step + n]
+    for i in range(n):
+        out[i] = (
+            (w00 * float32(s00[i]) + w01 * float32(s01[i]) + w02 * float32(s02[i]))
+            + (w10 * float32(s10[i]) + w11 * float32(s11[i]) + w12 * float32(s12[i]))
+            + (w20 * float32(s20[i]) + w21 * float32(s21[i]) + w22 * float32(s22[i]))
+        )
+
+
+@njit(cache=True, fastmath=_FM)
+def set3r5(r0, r1, r2, step, w, out, n):
+    w00 = w[0, 0]
+    w01 = w[0, 1]
+    w02 = w[0, 2]
+    w03 = w[0, 3]
+    w04 = w[0, 4]
+    w10 = w[1, 0]
+    w11 = w[1, 1]
+    w12 = w[1, 2]
+    w13 = w[1, 3]
+    w14 = w[1, 4]
+    w20 = w[2, 0]
+    w21 = w[2, 1]
+    w22 = w[2, 2]
+    w23 = w[2, 3]
+    w24 = w[2, 4]
+    s00 = r0[:n]
+    s01 = r0[step : step + n]
+    s02 = r0[2 * step : 2 * step + n]
+    s03 = r0[3 * step : 3 * step + n]
+    s04 = r0[4 * step : 4 * step + n]
+    s10 = r1[:n]
+    s11 = r1[step : step + n]
+    s12 = r1[2 * step : 2 * step + n]
+    s13 = r1[3 * step : 3 * step + n]
+    s14 = r1[4 * step : 4 * step + n]
+    s20 = r2[:n]
+    s21 = r2[step : step + n]
+    s22 = r2[2 * step : 2 * step + n]
+    s23 = r2[3 * step : 3 * step + n]
+    s24 = r2[4 * step : 4 * step + n]
+    for i in range(n):
+        out[i] = (
+            (
+                w00 * float32(s00[i])
+                + w01 * float32(s01[i])
+                + w02 * float32(s02[i])
+                + w03 * float32(s03[i])
+                + w04 * float32(s04[i])
+            )
+            + (
+                w10 * float32(s10[i])
+                + w11 * float32(s11[i])
+                + w12 * float32(s12[i])
+                + w13 * float32(s13[i])
+                + w14 * float32(s14[i])
+            )
+            + (
+                w20 * float32(s20[i])
+                + w21 * float32(s21[i])
+                + w22 * float32(s22[i])
+                + w23 * float32(s23[i])
+                + w24 * float32(s24[i])
+            )
+        )
+
+
+@njit(cache=True, fastmath=_FM)
 def taps_acc(src, step, wr, out, n):
     """Adds any number of taps ``len(wr)`` to ``out``, in chunks of <= 9."""
     kw = wr.shape[0]
@@ -337,6 +424,16 @@ def taps3_acc(r0, r1, r2, step, w, out, n):
         acc3r3(r0, r1, r2, step, w, out, n)
     elif kw == 5:
         acc3r5(r0, r1, r2, step, w, out, n)
+
+
+@njit(cache=True, fastmath=_FM)
+def taps3_set(r0, r1, r2, step, w, out, n):
+    """Stores rows ``w[0..2]`` over ``r0..r2`` to ``out``: 3 or 5 taps wide."""
+    kw = w.shape[1]
+    if kw == 3:
+        set3r3(r0, r1, r2, step, w, out, n)
+    elif kw == 5:
+        set3r5(r0, r1, r2, step, w, out, n)
 
 
 @njit(cache=True, fastmath=_FM)
