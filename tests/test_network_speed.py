@@ -93,6 +93,8 @@ def test_a_net_plans_once_per_image_shape_and_forgets_with_the_net():
     assert other[0][1].shape == (4, 16, 20) and other[0][0] is not first[0][0]
     key = id(net)
     assert set(walk._PLANS[key]) == {(1, 20, 22), (1, 18, 22)}
+    feature_maps(img[:, :19], net)  # a third shape: the oldest plan goes
+    assert set(walk._PLANS[key]) == {(1, 18, 22), (1, 20, 19)}
     del net, first, again, other
     gc.collect()
     assert key not in walk._PLANS
