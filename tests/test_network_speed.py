@@ -93,6 +93,40 @@ def test_a_net_plans_once_per_image_shape_and_forgets_with_the_net():
     assert other[0][1].shape == (4, 16, 20) and other[0][0] is not first[0][0]
     key = id(net)
     assert set(walk._PLANS[key]) == {(1, 20, 22), (1, 18, 22)}
+    feature_maps(img[:, :19], net)  # a third shape: the oldest plan goes
+    assert set(walk._PLANS[key]) == {(1, 18, 22), (1, 20, 19)}
     del net, first, again, other
     gc.collect()
     assert key not in walk._PLANS
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    m=st.integers(0, 5),
+    k=st.integers(1, 40),
+    n=st.integers(0, 5),
+    seed=st.integers(0, 2**16),
+)
+def test_small_matmul_is_the_matrix_product(m, k, n, seed):
+    """m or n of 0: that operand is a vector, as numpy's matmul takes it."""
+    from convtool.network.ops import matmul
+
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((m, k) if m else (k,)).astype(np.float32)
+    b = rng.standard_normal((k, n) if n else (k,)).astype(np.float32)
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    got = np.asarray(matmul(a, b))
+    assert got.shape == np.shape(want) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.sqrt(k))
+
+
+def test_matmul_above_the_small_size_and_transposed_views():
+    from convtool.network.ops import SMALL_PRODUCT, matmul
+
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((1000, 512)).astype(np.float32)
+    x = rng.standard_normal((1, 512)).astype(np.float32)
+    np.testing.assert_allclose(matmul(x, w.T), x.astype(np.float64) @ w.T, rtol=1e-4, atol=1e-4)
+    big = rng.standard_normal((SMALL_PRODUCT // 4096 + 1, 64)).astype(np.float32)  # > SMALL
+    want = big.astype(np.float64) @ big[:64].T.astype(np.float64)
+    np.testing.assert_allclose(matmul(big, big[:64].T), want, rtol=1e-4, atol=1e-4)

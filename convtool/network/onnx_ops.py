@@ -566,6 +566,10 @@ def where(inputs, attrs, opset, n_outputs):
 @register("MatMul")
 def matmul(inputs, attrs, opset, n_outputs):
     a, b = inputs
+    if a.ndim <= 2 and b.ndim <= 2:
+        from .ops import matmul as small_matmul  # small products without BLAS threads
+
+        return [np.asarray(small_matmul(a, b)).astype(a.dtype, copy=False)]
     return [np.matmul(a, b).astype(a.dtype)]
 
 
@@ -579,7 +583,9 @@ def gemm(inputs, attrs, opset, n_outputs):
         b = b.T
     alpha = float(attrs.get("alpha", 1.0))
     beta = float(attrs.get("beta", 1.0))
-    y = a @ b
+    from .ops import matmul as small_matmul  # small products without BLAS threads
+
+    y = small_matmul(a, b) if a.ndim <= 2 and b.ndim <= 2 else a @ b
     if alpha != 1.0:
         y = y * np.float32(alpha)
     if c is not None:

@@ -192,7 +192,7 @@ def _planned_input(layers: list[Layer]) -> tuple[int, ...] | None:
 #: frozen, so its plan for a shape never changes, and the arrays its layers
 #: build when they first run (seeded random weights) are built once.
 _PLANS: dict[int, dict[tuple[int, ...], list[Layer]]] = {}
-_PLANS_PER_NET = 4
+_PLANS_PER_NET = 2  # each holds its layers' drawn weights: keep few
 
 
 def _plan_once(net: Net, shape: tuple[int, ...]) -> list[Layer]:
