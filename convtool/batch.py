@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import rentbuy
 from .errors import EXIT_INPUT_FAILED, EXIT_OK, EXIT_USAGE, ConvtoolError, InputError, UsageError
 
 #: File extensions a directory input is scanned for.
@@ -660,6 +661,7 @@ def image_batch(
                 compute,
                 functools.partial(encode, kind=kind),
                 worker_threads,
+                choice,
                 pure=False,
             )
             data, record = future.result()
@@ -713,21 +715,42 @@ def image_batch(
         from .cluster import cluster_threads
 
         jobs = max(1, min(len(plan), 2 * cluster_threads(client)))
+    choice = _batch_choice(plan, streamed)
     try:
-        res = run_batch(
-            plan,
-            read,
-            run,
-            write,
-            workers=jobs,
-            quiet=quiet or (len(plan) == 1 and bool(streamed)),
-            json_lines=json_lines,
-            label=command,
-        )
+        with rentbuy.pin(choice):
+            res = run_batch(
+                plan,
+                read,
+                run,
+                write,
+                workers=jobs,
+                quiet=quiet or (len(plan) == 1 and bool(streamed)),
+                json_lines=json_lines,
+                label=command,
+            )
     finally:
         if client is not None:
             client.close()
     return res.exit_code
+
+
+def _batch_choice(plan: Sequence[Job], streamed: set[str]) -> str:
+    """numpy or Numba for every file of the batch, decided before any file runs.
+
+    From the pixel counts in the headers (:func:`convtool.rentbuy.batch_choice`),
+    so the output bytes do not depend on the order files run in, on ``--jobs``
+    or on where they run (a cluster worker gets the same choice).
+    """
+    from .io import _peek_size
+
+    pixels = []
+    for job in plan:
+        if job.input == "-" or job.input in streamed:
+            continue  # unknown before reading / computed by the lazy path
+        size = _peek_size(job.input)
+        if size is not None:
+            pixels.append(size[0] * size[1])
+    return rentbuy.batch_choice(pixels)
 
 
 def _put(dest: str, data: bytes) -> None:

@@ -151,13 +151,22 @@ def read_bytes(path: str) -> bytes:
 
 
 def remote_item(
-    data: bytes, name: str, gray: bool, compute: Any, encode: Any, threads: dict | None = None
+    data: bytes,
+    name: str,
+    gray: bool,
+    compute: Any,
+    encode: Any,
+    threads: dict | None = None,
+    choice: str | None = None,
 ) -> tuple:
     """On a worker: decode ``data``, ``compute`` it, ``encode`` it; return (bytes, record).
 
     The bytes are decoded from a temporary file named like the input, and
-    errors name the input as the user gave it.
+    errors name the input as the user gave it. ``choice`` is the batch's
+    numpy-or-Numba decision (:func:`convtool.rentbuy.pin`), so the worker
+    computes what a local run computes, whatever ran on it before.
     """
+    from . import rentbuy
     from .io import read_image
 
     base = os.path.basename(name) if name != "-" else "stdin"
@@ -172,5 +181,6 @@ def remote_item(
             raise
     image.name = name
     _limit_threads(threads or {})
-    result, alpha = compute(image)
+    with rentbuy.pin(choice):
+        result, alpha = compute(image)
     return encode(image, result, alpha)

@@ -454,7 +454,7 @@ def _choose(img, out_shape, kshape, stride, dilation, mode, factors, method):
         return next(iter(rent))
     if best == "fft":
         return best  # numpy's FFT: no Numba either way (a non-finite image: see _correlate)
-    if rentbuy.numba_loaded():
+    if rentbuy.numba_loaded() and rentbuy.pinned() != "numpy":  # a batch's pin wins
         return best
     if img.dtype.kind != "f" or bool(np.isfinite(img).all()):  # one pass, only here
         points = _fft_points(img.shape[0], width, kh, kw, dilation, mode != "valid")

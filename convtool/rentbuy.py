@@ -16,6 +16,13 @@ Whether a kernel is cached is read from Numba's index files (one
 :mod:`convtool.core` chose), without importing Numba. The estimate can be
 wrong (another Numba version's index, a signature not compiled yet); that
 only changes which path runs, never a result.
+
+A batch does not use the rule per file: the two paths differ by float32
+round-off (a few 8-bit pixels for non-integer kernels), so which files ran on
+numpy would depend on the process's history and, with ``--jobs 2``, on thread
+timing. A batch decides once, before any file runs, from the pixel counts in
+the files' headers (:func:`batch_choice`), and :func:`pin` holds that choice
+for every file; a cluster batch ships the same choice to its workers.
 """
 
 from __future__ import annotations
@@ -25,9 +32,20 @@ import hashlib
 import os
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
-__all__ = ["COMPILE_NS", "NUMBA_START_NS", "cached", "numba_loaded", "prefer_numpy"]
+__all__ = [
+    "COMPILE_NS",
+    "NUMBA_START_NS",
+    "RENT_PIXELS",
+    "batch_choice",
+    "cached",
+    "numba_loaded",
+    "pin",
+    "pinned",
+    "prefer_numpy",
+]
 
 #: Importing Numba and loading its cached kernels, once per process (ns).
 NUMBA_START_NS = 1.1e9
@@ -129,6 +147,9 @@ def prefer_numpy(numpy_ns: float, kernels: Iterable[str]) -> bool:
     False
     """
     global _spent_ns
+    choice = pinned()
+    if choice is not None:
+        return choice == "numpy"
     if numba_loaded():
         return False
     buy = buy_ns(kernels)
@@ -137,3 +158,76 @@ def prefer_numpy(numpy_ns: float, kernels: Iterable[str]) -> bool:
             return False
         _spent_ns += numpy_ns
     return True
+
+
+# ---------------------------------------------------------------------------
+# A batch's choice, decided once and pinned (deterministic output bytes)
+
+#: A batch whose images hold at most this many pixels in all runs on numpy,
+#: larger ones load Numba for every file: about :data:`NUMBA_START_NS` of numpy
+#: work for a 3x3 to 9x9 separable kernel on colour (25-75 ms per megapixel
+#: in the cost model of :mod:`convtool.filtering`). Deliberately independent of
+#: the machine (cache state, Numba already loaded): the same batch makes the
+#: same choice locally and on a cluster.
+RENT_PIXELS = 4_000_000
+
+_pins = {"numpy": 0, "compiled": 0}
+
+
+def batch_choice(pixels: Iterable[int]) -> str:
+    """``"numpy"`` or ``"compiled"`` for a whole batch, from its images' pixel counts.
+
+    Unknown sizes (standard input, a header Pillow cannot read) count as 0.
+
+    Examples
+    --------
+    >>> batch_choice([512 * 512, 451 * 300])
+    'numpy'
+    >>> batch_choice([4000 * 3000])
+    'compiled'
+    """
+    return "numpy" if sum(pixels) <= RENT_PIXELS else "compiled"
+
+
+def pinned() -> str | None:
+    """The choice every job in this process follows now, or None (the per-job rule).
+
+    Two batches pinned to different choices at once in one process (two
+    clients sharing a cluster worker) cannot both hold: then None.
+    """
+    numpy, compiled = _pins["numpy"], _pins["compiled"]
+    if numpy and not compiled:
+        return "numpy"
+    if compiled and not numpy:
+        return "compiled"
+    return None
+
+
+@contextmanager
+def pin(choice: str | None) -> Iterator[None]:
+    """Run every job inside on numpy (``"numpy"``) or on the Numba kernels (``"compiled"``).
+
+    Process-wide (a batch's threads all see it); nested or concurrent pins
+    of the same choice are counted, so one task finishing does not unpin
+    another. ``None`` pins nothing.
+
+    Examples
+    --------
+    >>> with pin("numpy"):
+    ...     prefer_numpy(1e15, ["conv.direct"])
+    True
+    >>> pinned() is None
+    True
+    """
+    if choice is None:
+        yield
+        return
+    if choice not in _pins:
+        raise ValueError(f"pin: choice must be 'numpy' or 'compiled', got {choice!r}")
+    with _lock:
+        _pins[choice] += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _pins[choice] -= 1
