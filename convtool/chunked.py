@@ -354,19 +354,10 @@ def _combine(responses: list, how: str) -> Any:
 
 
 def _conv_args(image, pad, pad_value, stride, dilation, method):
-    from .filtering import _check_method
-    from .modes import check_positive_int, normalize_pad
+    from .filtering import _check_args
 
     x = _prepare(image, "convolve")
-    mode = normalize_pad(pad)
-    stride = check_positive_int("stride", stride)
-    dilation = check_positive_int("dilation", dilation)
-    method = _check_method(method)
-    try:
-        cval = float(pad_value)
-    except (TypeError, ValueError):
-        raise UsageError(f"pad value must be a number, got {pad_value!r}") from None
-    return x, mode, stride, dilation, method, cval
+    return (x, *_check_args(pad, pad_value, stride, dilation, method))
 
 
 def _task_threads(x: Any, threads: int | None) -> int:
@@ -459,17 +450,9 @@ def filter_bank(
     >>> filter_bank(img, ["sobel", "box:3"]).shape
     (2, 6, 6)
     """
-    from .filtering import COMBINES, _check_combine
+    from .filtering import _bank_kernels
 
-    how = _check_combine(combine)
-    if how is None:
-        raise UsageError("combine must be one of " + ", ".join(COMBINES))
-    if isinstance(kernels, (str, np.ndarray)) and not (
-        isinstance(kernels, np.ndarray) and kernels.ndim == 3
-    ):
-        kernels = [kernels]
-    if len(kernels) == 0:
-        raise UsageError("filter bank is empty: give at least one kernel")
+    how, kernels = _bank_kernels(kernels, combine)
     responses = [
         convolve(
             image, k, pad=pad, pad_value=pad_value, stride=stride, dilation=dilation,

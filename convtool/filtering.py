@@ -595,8 +595,8 @@ def convolve(
     return _run(image, weights, how, pad, pad_value, stride, dilation, correlate, method, threads)
 
 
-def _run(image, weights, how, pad, pad_value, stride, dilation, correlate, method, threads):
-    img = _check_image(image)
+def _check_args(pad, pad_value, stride, dilation, method):
+    """Pad mode, stride, dilation, method and pad value, checked once (in memory and dask)."""
     mode = normalize_pad(pad)
     stride = check_positive_int("stride", stride)
     dilation = check_positive_int("dilation", dilation)
@@ -605,6 +605,26 @@ def _run(image, weights, how, pad, pad_value, stride, dilation, correlate, metho
         cval = float(pad_value)
     except (TypeError, ValueError):
         raise UsageError(f"pad value must be a number, got {pad_value!r}") from None
+    return mode, stride, dilation, method, cval
+
+
+def _bank_kernels(kernels: Any, combine: str) -> tuple[str, Any]:
+    """A filter bank's combine rule and its list of kernels (one spec or array is a bank of one)."""
+    how = _check_combine(combine)
+    if how is None:
+        raise UsageError("combine must be one of " + ", ".join(COMBINES))
+    if isinstance(kernels, (str, np.ndarray)) and not (
+        isinstance(kernels, np.ndarray) and kernels.ndim == 3
+    ):
+        kernels = [kernels]
+    if len(kernels) == 0:
+        raise UsageError("filter bank is empty: give at least one kernel")
+    return how, kernels
+
+
+def _run(image, weights, how, pad, pad_value, stride, dilation, correlate, method, threads):
+    img = _check_image(image)
+    mode, stride, dilation, method, cval = _check_args(pad, pad_value, stride, dilation, method)
     # sizes first, so no work is done before an error
     _check_sizes(img.shape, weights, stride, dilation, mode, same=how != "single")
     if threads is not None:
@@ -695,15 +715,7 @@ def filter_bank(
         from . import chunked
 
         return chunked.filter_bank(**given)
-    how = _check_combine(combine)
-    if how is None:
-        raise UsageError("combine must be one of " + ", ".join(COMBINES))
-    if isinstance(kernels, (str, np.ndarray)) and not (
-        isinstance(kernels, np.ndarray) and kernels.ndim == 3
-    ):
-        kernels = [kernels]
-    if len(kernels) == 0:
-        raise UsageError("filter bank is empty: give at least one kernel")
+    how, kernels = _bank_kernels(kernels, combine)
     img = _check_image(image)  # once, not per kernel
     stride = check_positive_int("stride", stride)
     dilation = check_positive_int("dilation", dilation)
