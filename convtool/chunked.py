@@ -632,7 +632,7 @@ def pool(
     [7.0, 9.0, 11.0]
     """
     from . import pooling
-    from .modes import PAD_CODE, check_positive_int, normalize_pad, pool_output_size
+    from .modes import PAD_CODE, normalize_pad
 
     mode = pooling.normalize_mode(mode)
     pooling._check_options(mode, mode_options)
@@ -643,15 +643,10 @@ def pool(
     nthreads = _task_threads(x, None)
     if mode == "fractional":
         return _fractional(x, seed, mode_options, size, stride, pad, bool(ceil))
-    f = check_positive_int("size", size)
-    s = f if stride is None else check_positive_int("stride", stride)
-    padding = pooling._check_padding(mode_options.get("padding"), f, pad)
-    pad_value = mode_options.get("pad_value")
-    if pad_value is not None and pad != "constant":
-        raise UsageError(f"pad_value applies only to pad='constant', not {pad!r}")
     h, w = x.shape[:2]
-    oh = pool_output_size(h, f, s, padding=padding, ceil=bool(ceil), axis="height")
-    ow = pool_output_size(w, f, s, padding=padding, ceil=bool(ceil), axis="width")
+    f, s, padding, pad_value, oh, ow = pooling._geometry(
+        h, w, size, stride, pad, ceil, mode_options
+    )
     opts = {k: v for k, v in mode_options.items() if k not in ("padding", "pad_value")}
     if mode == "lp":
         pooling._check_p(opts.get("p", 2.0))
@@ -672,15 +667,7 @@ def pool(
             seed = int(seed)
             if seed < 0:
                 raise UsageError(f"seed must be a whole number >= 0, got {seed!r}")
-    if pad_value is None:
-        fill = {"max": -np.inf, "min": np.inf}.get(mode, 0.0)
-    else:
-        try:
-            fill = float(pad_value)
-        except (TypeError, ValueError):
-            raise UsageError(f"pad_value must be a number, got {pad_value!r}") from None
-        if mode == "stochastic" and fill < 0:
-            raise UsageError("stochastic pooling needs a pad_value >= 0")
+    fill = pooling._fill(mode, pad_value)
     code = PAD_CODE[pad]
     limit = h + padding if ceil else None
     rows = Reach(h, f, s, 1, padding, code, oh, limit=limit)

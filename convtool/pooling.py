@@ -160,6 +160,37 @@ def _check_padding(padding: Any, size: int, pad: str) -> int:
     return value
 
 
+def _geometry(
+    h: int, w: int, size: Any, stride: Any, pad: str, ceil: bool, mode_options: dict[str, Any]
+) -> tuple[int, int, int, Any, int, int]:
+    """Window, stride, padding, the given pad_value and the output size, checked once.
+
+    Shared by the in-memory and the dask (:mod:`convtool.chunked`) pooling.
+    """
+    f = check_positive_int("size", size)
+    s = f if stride is None else check_positive_int("stride", stride)
+    padding = _check_padding(mode_options.get("padding"), f, pad)
+    pad_value = mode_options.get("pad_value")
+    if pad_value is not None and pad != "constant":
+        raise UsageError(f"pad_value applies only to pad='constant', not {pad!r}")
+    oh = pool_output_size(h, f, s, padding=padding, ceil=bool(ceil), axis="height")
+    ow = pool_output_size(w, f, s, padding=padding, ceil=bool(ceil), axis="width")
+    return f, s, padding, pad_value, oh, ow
+
+
+def _fill(mode: str, pad_value: Any) -> float:
+    """The value outside the image: ``pad_value`` checked, else the mode's neutral one."""
+    if pad_value is None:
+        return {"max": -np.inf, "min": np.inf}.get(mode, 0.0)
+    try:
+        fill = float(pad_value)
+    except (TypeError, ValueError):
+        raise UsageError(f"pad_value must be a number, got {pad_value!r}") from None
+    if mode == "stochastic" and fill < 0:
+        raise UsageError("stochastic pooling needs a pad_value >= 0")
+    return fill
+
+
 def _check_p(p: Any) -> float:
     try:
         value = float(p)
@@ -450,15 +481,8 @@ def pool(
     if mode == "fractional":
         return _fractional(x, seed, mode_options, size, stride, pad, bool(ceil))
 
-    f = check_positive_int("size", size)
-    s = f if stride is None else check_positive_int("stride", stride)
-    padding = _check_padding(mode_options.get("padding"), f, pad)
-    pad_value = mode_options.get("pad_value")
-    if pad_value is not None and pad != "constant":
-        raise UsageError(f"pad_value applies only to pad='constant', not {pad!r}")
     h, w = x.shape[:2]
-    oh = pool_output_size(h, f, s, padding=padding, ceil=bool(ceil), axis="height")
-    ow = pool_output_size(w, f, s, padding=padding, ceil=bool(ceil), axis="width")
+    f, s, padding, pad_value, oh, ow = _geometry(h, w, size, stride, pad, ceil, mode_options)
 
     p = 2.0
     if mode == "lp":
@@ -476,15 +500,7 @@ def pool(
                 f"stochastic pooling needs non-negative activations, the image has {lowest:g}; "
                 "apply a ReLU (clip at 0) first"
             )
-    if pad_value is None:
-        pad_value = {"max": -np.inf, "min": np.inf}.get(mode, 0.0)
-    else:
-        try:
-            pad_value = float(pad_value)
-        except (TypeError, ValueError):
-            raise UsageError(f"pad_value must be a number, got {pad_value!r}") from None
-        if mode == "stochastic" and pad_value < 0:
-            raise UsageError("stochastic pooling needs a pad_value >= 0")
+    pad_value = _fill(mode, pad_value)
 
     rows = _axis(codes, h, oh, f, s, padding, pad)
     cols = _axis(codes, w, ow, f, s, padding, pad)
