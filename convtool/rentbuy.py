@@ -164,12 +164,16 @@ def prefer_numpy(numpy_ns: float, kernels: Iterable[str]) -> bool:
 # A batch's choice, decided once and pinned (deterministic output bytes)
 
 #: A batch whose images hold at most this many pixels in all runs on numpy,
-#: larger ones load Numba for every file: about :data:`NUMBA_START_NS` of numpy
-#: work for a 3x3 to 9x9 separable kernel on colour (25-75 ms per megapixel
-#: in the cost model of :mod:`convtool.filtering`). Deliberately independent of
-#: the machine (cache state, Numba already loaded): the same batch makes the
-#: same choice locally and on a cluster.
-RENT_PIXELS = 4_000_000
+#: larger ones load Numba for every file. At 25-75 ms per megapixel for a 3x3
+#: to 9x9 separable kernel on colour (the cost model of
+#: :mod:`convtool.filtering`), 16 Mpx is 0.4-1.2 s of numpy: about what
+#: loading cached kernels costs (:data:`NUMBA_START_NS`), and well below a
+#: cold compile (seconds), so a photo's first run never compiles (the
+#: 2048x2048 first-run case of ``benchmarks/bench_cli.py --cold`` stays on
+#: numpy). Deliberately independent of the machine (cache state, Numba
+#: already loaded): the same batch makes the same choice locally and on a
+#: cluster, cold or warm.
+RENT_PIXELS = 16_000_000
 
 _pins = {"numpy": 0, "compiled": 0}
 
@@ -183,7 +187,7 @@ def batch_choice(pixels: Iterable[int]) -> str:
     --------
     >>> batch_choice([512 * 512, 451 * 300])
     'numpy'
-    >>> batch_choice([4000 * 3000])
+    >>> batch_choice([6000 * 4000])
     'compiled'
     """
     return "numpy" if sum(pixels) <= RENT_PIXELS else "compiled"

@@ -115,3 +115,32 @@ def test_pinned_numpy_picks_a_numpy_path_with_numba_loaded(separable):
         assert filtering._choose(*args) in ("numpy", "numpy-separable", "fft")
     with rentbuy.pin("compiled"):
         assert filtering._choose(*args) == compiled
+
+
+def test_a_2048_photo_runs_on_numpy_in_a_fresh_process(tmp_path):
+    """The first-run case of issue 10 (a 2048x2048 PNG, gaussian:3) never loads Numba.
+
+    A batch of one is pinned like any batch; its threshold must leave a photo on
+    numpy, or its first run on an empty cache pays a compile of several seconds.
+    """
+    from PIL import Image
+
+    src = tmp_path / "photo.png"
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (2048, 2048), dtype=np.uint8)).save(src)
+    code = (
+        "import sys\n"
+        "from convtool.cli import main\n"
+        f"sys.argv = ['convtool', 'convolve', {str(src)!r}, '-k', 'gaussian:3', "
+        f"'-o', {str(tmp_path / 'out.png')!r}]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as stop:\n"
+        "    assert not stop.code, stop.code\n"
+        "print('numba' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert proc.stdout.strip() == "False", proc.stderr
+    assert (tmp_path / "out.png").stat().st_size > 0
