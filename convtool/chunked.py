@@ -745,17 +745,8 @@ def match(
         raise UsageError(f"the image must be a real-valued array, got dtype {x.dtype}")
     tmpl = _as_planes(template, "template")
     nch = 1 if x.ndim == 2 else x.shape[2]
+    tmpl = _check_pair((nch, x.shape[0], x.shape[1]), tmpl)
     h, w = tmpl.shape[1:]
-    if h > x.shape[0] or w > x.shape[1]:
-        raise UsageError(
-            f"the template ({w}x{h}) is larger than the image ({x.shape[1]}x{x.shape[0]}); "
-            "use a smaller template, a smaller --scales range, or a larger image"
-        )
-    if tmpl.shape[0] != nch:
-        if tmpl.shape[0] == 1:
-            tmpl = np.repeat(tmpl, nch, axis=0)
-        else:
-            _check_pair(np.zeros((nch, h, w), np.float32), tmpl)
     nthreads = _task_threads(x, threads)
     from .modes import PAD_CODE
 

@@ -121,21 +121,22 @@ def _as_planes(array: np.ndarray, what: str) -> np.ndarray:
     return planes
 
 
-def _check_pair(planes: np.ndarray, tmpl: np.ndarray) -> np.ndarray:
-    """Check sizes and channels; a 1-channel template is used for every channel."""
-    _, height, width = planes.shape
+def _check_pair(shape: tuple[int, ...], tmpl: np.ndarray) -> np.ndarray:
+    """Check sizes and channels against the image's (C, H, W) ``shape``; a
+    1-channel template is used for every channel."""
+    nch, height, width = shape
     tc, h, w = tmpl.shape
     if h > height or w > width:
         raise UsageError(
             f"the template ({w}x{h}) is larger than the image ({width}x{height}); "
             "use a smaller template, a smaller --scales range, or a larger image"
         )
-    if tc != planes.shape[0]:
+    if tc != nch:
         if tc == 1:
-            tmpl = np.repeat(tmpl, planes.shape[0], axis=0)
+            tmpl = np.repeat(tmpl, nch, axis=0)
         else:
             raise UsageError(
-                f"the template has {tc} channels but the image has {planes.shape[0]}; "
+                f"the template has {tc} channels but the image has {nch}; "
                 "convert both to gray (--gray) or give a template with matching channels"
             )
     return tmpl
@@ -456,7 +457,7 @@ def match(
         return chunked.match(image, template, method, threads=threads, algorithm=algorithm)
     method = normalize_method(method)
     planes = _as_planes(image, "image")
-    tmpl = _check_pair(planes, _as_planes(template, "template"))
+    tmpl = _check_pair(planes.shape, _as_planes(template, "template"))
     return _match_planes(planes, tmpl, method, _threads(threads), algorithm)
 
 
@@ -707,7 +708,7 @@ def search(
         seen.add((h, w))
         sizes.append((s, h, w))
     if not sizes:
-        _check_pair(planes, tmpl)  # raises the clear "larger than the image" error
+        _check_pair(planes.shape, tmpl)  # raises the clear "larger than the image" error
         raise UsageError(
             f"every scale makes the template ({tmpl.shape[2]}x{tmpl.shape[1]}) larger than "
             f"the image ({width}x{height}); use smaller --scales"
@@ -721,7 +722,7 @@ def search(
             t = tmpl
         else:
             t = np.ascontiguousarray(np.moveaxis(resize(np.moveaxis(tmpl, 0, -1), h, w), -1, 0))
-        t = _check_pair(planes, t)
+        t = _check_pair(planes.shape, t)
         scores = _match_planes(planes, t, method, nthreads, core=core)
         if keep_maps:
             maps.append((s, h, w, scores))
