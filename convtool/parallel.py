@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-from .errors import UsageError
+from .modes import check_positive_int
 
 __all__ = ["check_threads", "get_threads", "run_blocks", "set_threads", "threads"]
 
@@ -45,13 +45,7 @@ def _machine_threads() -> int:
 
 def check_threads(n: int) -> int:
     """``n`` as an int if it is a whole number >= 1, else UsageError."""
-    try:
-        value = int(n)
-    except (TypeError, ValueError):
-        raise UsageError(f"threads must be a whole number >= 1, got {n!r}") from None
-    if value != n or value < 1:
-        raise UsageError(f"threads must be a whole number >= 1, got {n!r}")
-    return value
+    return check_positive_int("threads", n)
 
 
 def set_threads(n: int | None) -> None:
