@@ -552,30 +552,13 @@ def _fractional_block(blocks, *, rplan, cplan, rspan, cspan, rb, cb, overlapping
 def _fractional(x, seed, options, size, stride, pad, ceil):
     from . import pooling
 
-    if size != 2 or stride is not None or pad != "valid" or ceil:
-        # the in-memory checks word these errors
-        pooling._fractional(np.zeros((2, 2), np.float32), 0, options, size, stride, pad, ceil)
-    rng = pooling._rng(seed)
-    ratio, out_size = options.get("ratio"), options.get("output_size")
-    if ratio is not None and out_size is not None:
-        raise UsageError("give fractional pooling ratio or output_size, not both")
-    if ratio is None and out_size is None:
-        ratio = 2.0**0.5
-    sequence = str(options.get("sequence", "pseudorandom")).lower()
-    if sequence not in pooling.SEQUENCES:
-        raise UsageError(f"unknown fractional sequence {sequence!r}: use pseudorandom or random")
-    overlapping = bool(options.get("overlapping", False))
+    pooling._check_fractional_window(size, stride, pad, ceil)
+    pooling._rng(seed)  # a bad seed is named before a bad option, as before
+    rb, cb, overlapping = pooling._fractional_regions(
+        x.shape, seed, options, size, stride, pad, ceil
+    )
     h, w = x.shape[:2]
-    if out_size is not None:
-        oh_req, ow_req = pooling._pair(out_size, "output_size")
-        oh = pooling._fractional_size(h, None, oh_req, "height")
-        ow = pooling._fractional_size(w, None, ow_req, "width")
-    else:
-        rh, rw = pooling._pair(ratio, "ratio")
-        oh = pooling._fractional_size(h, rh, None, "height")
-        ow = pooling._fractional_size(w, rw, None, "width")
-    rb = pooling.fractional_boundaries(h, oh, rng, sequence)
-    cb = pooling.fractional_boundaries(w, ow, rng, sequence)
+    oh, ow = len(rb) - 1, len(cb) - 1
     rows = _BoundsReach(h, 1, 1, 1, 0, 5, oh, bounds=tuple(rb.tolist()), overlap=overlapping)
     cols = _BoundsReach(w, 1, 1, 1, 0, 5, ow, bounds=tuple(cb.tolist()), overlap=overlapping)
     func = functools.partial(_fractional_block, rb=rb, cb=cb, overlapping=overlapping)

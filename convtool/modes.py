@@ -138,12 +138,20 @@ def conv_output_size(
 
 
 def pool_output_size(
-    n: int, f: int, s: int, *, padding: int = 0, ceil: bool = False, axis: str = "width"
+    n: int,
+    f: int,
+    s: int,
+    *,
+    padding: int = 0,
+    ceil: bool = False,
+    axis: str = "width",
+    padding_after: int | None = None,
 ) -> int:
     """Pooling output length: ``floor((n + 2p - f) / s) + 1`` (or ceil mode).
 
     In ceil mode, as in PyTorch, a last window that would start inside the
-    right padding is dropped.
+    right padding is dropped. ``padding_after`` (default: ``padding``) pads
+    the end by another amount (ONNX's asymmetric pads).
 
     Raises
     ------
@@ -157,11 +165,12 @@ def pool_output_size(
     >>> pool_output_size(7, 2, 2), pool_output_size(7, 2, 2, ceil=True)
     (3, 4)
     """
-    span = n + 2 * padding - f
+    total = padding + (padding if padding_after is None else padding_after)
+    span = n + total - f
     if span < 0:
         raise UsageError(
             f"pool window {f} is larger than the image {axis} {n}"
-            + (f" plus padding {2 * padding}" if padding else "")
+            + (f" plus padding {total}" if total else "")
             + "; use a smaller pool size"
         )
     if ceil:

@@ -285,11 +285,8 @@ def _pair(value: Any, name: str) -> tuple[Any, Any]:
     return value, value
 
 
-def _fractional(
-    x: np.ndarray, seed: Any, options: dict[str, Any], size: int, stride: Any, pad: str, ceil: bool
-) -> np.ndarray:
-    from .core import pool as core
-
+def _check_fractional_window(size: int, stride: Any, pad: str, ceil: bool) -> None:
+    """Fractional pooling draws its own regions: no size, stride, padding or ceil mode."""
     if size != 2:
         raise UsageError(
             "fractional pooling draws its own regions: size does not apply "
@@ -301,6 +298,23 @@ def _fractional(
         raise UsageError("fractional pooling never pads: use pad='valid'")
     if ceil:
         raise UsageError("fractional pooling has no ceil mode")
+
+
+def _fractional_regions(
+    shape: tuple[int, ...],
+    seed: Any,
+    options: dict[str, Any],
+    size: int,
+    stride: Any,
+    pad: str,
+    ceil: bool,
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Check fractional pooling's options and draw its regions for an image of ``shape``.
+
+    Returns the row boundaries, the column boundaries and ``overlapping``;
+    shared by the in-memory and the dask (:mod:`convtool.chunked`) pooling.
+    """
+    _check_fractional_window(size, stride, pad, ceil)
     ratio = options.get("ratio")
     out_size = options.get("output_size")
     if ratio is not None and out_size is not None:
@@ -311,7 +325,7 @@ def _fractional(
     if sequence not in SEQUENCES:
         raise UsageError(f"unknown fractional sequence {sequence!r}: use pseudorandom or random")
     overlapping = bool(options.get("overlapping", False))
-    h, w = x.shape[:2]
+    h, w = shape[:2]
     if out_size is not None:
         oh_req, ow_req = _pair(out_size, "output_size")
         oh = _fractional_size(h, None, oh_req, "height")
@@ -323,6 +337,16 @@ def _fractional(
     rng = _rng(seed)
     rows = fractional_boundaries(h, oh, rng, sequence)
     cols = fractional_boundaries(w, ow, rng, sequence)
+    return rows, cols, overlapping
+
+
+def _fractional(
+    x: np.ndarray, seed: Any, options: dict[str, Any], size: int, stride: Any, pad: str, ceil: bool
+) -> np.ndarray:
+    from .core import pool as core
+
+    rows, cols, overlapping = _fractional_regions(x.shape, seed, options, size, stride, pad, ceil)
+    oh, ow = len(rows) - 1, len(cols) - 1
     outs = []
     nthreads = _threads(x)
     for plane in _planes(x):

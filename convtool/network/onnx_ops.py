@@ -309,17 +309,12 @@ def selu(inputs, attrs, opset, n_outputs):
 
 
 def _pool_output(size, k, s, d, b, e, ceil):
-    span = size + b + e - ((k - 1) * d + 1)
-    if span < 0:
-        raise UsageError(
-            f"pool window {(k - 1) * d + 1} is larger than the padded input {size + b + e}"
-        )
-    if ceil:
-        out = -(-span // s) + 1
-        if (out - 1) * s >= size + b:  # a window starting in the end padding is dropped
-            out -= 1
-        return out
-    return span // s + 1
+    from ..modes import pool_output_size
+
+    span = (k - 1) * d + 1
+    if size + b + e < span:
+        raise UsageError(f"pool window {span} is larger than the padded input {size + b + e}")
+    return pool_output_size(size, span, s, padding=b, padding_after=e, ceil=ceil)
 
 
 def _pool_nd(x: Array, kind: str, kernel, strides, dilations, begin, end, ceil, include_pad):

@@ -351,6 +351,7 @@ def pool_planes(
     >>> pool_planes(x, "max", 3, 2, (1, 1, 1, 1)).tolist()
     [[[5.0, 7.0], [13.0, 15.0]], [[21.0, 23.0], [29.0, 31.0]]]
     """
+    from ..modes import pool_output_size
     from ..pooling import pool
 
     if mode not in ("max", "min", "avg") or x.ndim != 3:
@@ -363,11 +364,7 @@ def pool_planes(
         return None
 
     def out_len(n: int, before: int, after: int) -> int:
-        span = n + before + after - f
-        if not ceil:
-            return span // s + 1
-        out = -(-span // s) + 1
-        return out - 1 if (out - 1) * s >= n + before else out
+        return pool_output_size(n, f, s, padding=before, padding_after=after, ceil=ceil)
 
     oh, ow = out_len(h, top, bottom), out_len(w, left, right)
     rows, cols = (oh - 1) * s + f, (ow - 1) * s + f  # extent the windows read
