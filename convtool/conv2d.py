@@ -276,7 +276,7 @@ def _conv_winograd(
     rows and columns only feed outputs that are cut off). Other pad modes pad
     a copy with numpy first.
     """
-    from .core.conv_winograd import weight_transform, winograd_f43
+    from .core.conv_winograd import winograd_f43
 
     top, bottom, left, right = padding
     c, h, wd = x.shape
@@ -296,16 +296,57 @@ def _conv_winograd(
     rows, m_parts = _winograd_blocks(th, tw, m // groups, threads)
     items = -(-th // rows) * m_parts
     cg, mg = c // groups, m // groups
-    for g in range(groups):
-        wg = np.ascontiguousarray(w[g * mg : (g + 1) * mg])
-        u = np.empty((36, mg, cg), np.float32)
-        _spread(weight_transform, (wg, u), mg, threads, 200.0 * mg * cg)
+    us = _winograd_weights(w, groups, threads)
+    for g, u in enumerate(us):
         args = (x[g * cg : (g + 1) * cg], top, left, fill, u, b[g * mg : (g + 1) * mg],
                 out[g * mg : (g + 1) * mg], rows, m_parts)  # fmt: skip
         _spread(winograd_f43, args, items, threads, 36.0 * mg * cg * th * tw)
     if (4 * th, 4 * tw) != (oh, ow):
         out = np.ascontiguousarray(out[:, :oh, :ow])
     return out
+
+
+_WINOGRAD_CACHE: dict[int, tuple[Any, np.ndarray, int, list[np.ndarray]]] = {}
+_WINOGRAD_CACHE_MAX = 64
+
+
+def _winograd_weights(w: np.ndarray, groups: int, threads: int) -> list[np.ndarray]:
+    """The transformed weights (36, m/groups, c/groups) of each group of ``w``.
+
+    A network runs the same weight arrays on every image, so the transform is
+    kept per array: keyed by ``id(w)``, alive only while ``w`` is (a weak
+    reference), and used only if ``w`` still holds the values it was made
+    from (compared with a copy, which reads 9 values per channel pair instead
+    of computing 36 from them), so a weight changed in place is transformed
+    again.
+    """
+    import weakref
+
+    from .core.conv_winograd import weight_transform
+
+    key = id(w)
+    hit = _WINOGRAD_CACHE.get(key)
+    if hit is not None:
+        ref, copy, g0, us = hit
+        if ref() is w and g0 == groups and copy.shape == w.shape and np.array_equal(copy, w):
+            return us
+    m, c = w.shape[:2]
+    mg = m // groups
+    us = []
+    for g in range(groups):
+        wg = np.ascontiguousarray(w[g * mg : (g + 1) * mg], dtype=np.float32)
+        u = np.empty((36, mg, c), np.float32)
+        _spread(weight_transform, (wg, u), mg, threads, 200.0 * mg * c)
+        us.append(u)
+    try:
+        ref = weakref.ref(w)
+    except TypeError:  # pragma: no cover - plain ndarrays take weak references
+        return us
+    if len(_WINOGRAD_CACHE) >= _WINOGRAD_CACHE_MAX:
+        _WINOGRAD_CACHE.pop(next(iter(_WINOGRAD_CACHE)))
+    _WINOGRAD_CACHE[key] = (ref, np.array(w, np.float32), groups, us)
+    weakref.finalize(w, _WINOGRAD_CACHE.pop, key, None)
+    return us
 
 
 def _conv_gemm(

@@ -260,3 +260,28 @@ def test_winograd_refuses_other_shapes():
         conv2d(x, np.zeros((4, 4, 3, 3), np.float32), stride=2, method="winograd")
     with pytest.raises(UsageError, match="winograd"):
         conv2d(x, np.zeros((4, 4, 5, 5), np.float32), method="winograd")
+
+
+def test_winograd_weight_transform_is_kept_per_array_and_redone_on_change():
+    """The transform is reused for the same weight array, redone when its values
+    change in place or for another array, and dropped with the array."""
+    import gc
+
+    import convtool.conv2d as mod
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 13, 11)).astype(np.float32)
+    wt = rng.standard_normal((10, 3, 3, 3)).astype(np.float32)
+    for groups in (2, 2, 1):  # same array and groups: kept; other groups: redone
+        w = wt if groups == 2 else wt.reshape(10, 3, 3, 3)[:, :, :, :].repeat(2, axis=1)
+        got = conv2d(x, w, groups=groups, padding=1, method="winograd")
+        check(got, ref_conv2d(x, w, groups=groups, padding=(1,) * 4))
+    hits = [v for v in mod._WINOGRAD_CACHE.values() if v[0]() is wt]
+    assert len(hits) == 1 and len(hits[0][3]) == 2
+    wt[3, 1, 2, 0] += 5.0  # changed in place: must not reuse the old transform
+    check(conv2d(x, wt, groups=2, padding=1, method="winograd"),
+          ref_conv2d(x, wt, groups=2, padding=(1,) * 4))  # fmt: skip
+    key = id(wt)
+    del wt, w, hits
+    gc.collect()
+    assert key not in mod._WINOGRAD_CACHE
