@@ -401,7 +401,7 @@ def convolve(
     >>> bool(np.allclose(lazy.compute(), convolve_in_memory(img, "box:3", pad="wrap")))
     True
     """
-    from .filtering import _check_combine, _resolve_kernel
+    from .filtering import _check_combine, _check_sizes, _resolve_kernel
 
     weights, default_combine = _resolve_kernel(kernel)
     how = _check_combine(combine) or default_combine
@@ -409,15 +409,12 @@ def convolve(
         image, pad, pad_value, stride, dilation, method
     )
     nthreads = _task_threads(x, threads)
+    # sizes first, as in memory: no graph is built before an error
+    _check_sizes(x.shape, weights, stride, dilation, mode, same=how != "single")
     responses = [
         _one_kernel(x, w, mode, cval, stride, dilation, correlate, method, nthreads)
         for w in weights
     ]
-    if len({r.shape for r in responses}) > 1 and how != "single":
-        raise UsageError(
-            "kernels of different sizes give outputs of different sizes with pad 'valid' "
-            "or stride > 1; use kernels of one size or a padded mode"
-        )
     return _combine(responses, how)
 
 
