@@ -670,11 +670,9 @@ def pool(
 
 def _block_stats(block: np.ndarray) -> tuple:
     from .core import match as core
+    from .detection import _as_planes
 
-    planes = block[np.newaxis] if block.ndim == 2 else np.moveaxis(block, -1, 0)
-    planes = np.ascontiguousarray(planes, dtype=np.float32)
-    if not np.isfinite(planes).all():
-        raise UsageError("the image contains NaN or infinite values; replace them first")
+    planes = _as_planes(block, "image")  # float32 (C, H, W), checked finite as in memory
     lo, hi, integral, mean = core.value_stats(planes)
     return lo, hi, integral, mean, planes[0].size
 

@@ -47,8 +47,6 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 #: Crop size / resize size of the usual evaluation recipe (224 / 256).
 CROP_RATIO = 0.875
 
-_LUMA = (0.299, 0.587, 0.114)
-
 
 # ---------------------------------------------------------------------- parsing
 
@@ -354,10 +352,9 @@ def _convert_channels(x: np.ndarray, channels: int | None) -> np.ndarray:
     if channels is None or channels == c:
         return x
     if channels == 1 and c in (3, 4):
-        r, g, b = (x[..., i] for i in range(3))
-        return (r * np.float32(_LUMA[0]) + g * np.float32(_LUMA[1]) + b * np.float32(_LUMA[2]))[
-            ..., None
-        ]
+        from .io import luminance
+
+        return luminance(x[..., :3])[..., None]
     if c == 1:
         return np.repeat(x, channels, axis=2)
     if c == 4 and channels == 3:
