@@ -236,6 +236,35 @@ def test_gemm_in_row_blocks_and_1x1_without_copy(monkeypatch):
     check(conv2d(x, w5, b, stride=(2, 1), padding=2, method="gemm"), want)
 
 
+@pytest.mark.parametrize(
+    "k, s, d, wd, pad",
+    [
+        ((7, 7), (2, 2), (1, 1), 133, 3),
+        ((3, 5), (1, 3), (2, 1), 200, 1),
+        ((1, 1), (1, 1), (1, 1), 70, 1),
+        ((2, 3), (3, 1), (1, 2), 70, 0),
+    ],
+)
+def test_gemm_long_rows_are_copied_as_slices(monkeypatch, k, s, d, wd, pad):
+    """Output rows of 64+ pixels: im2col copies input rows as (strided) slices, in row blocks too."""
+    import convtool.conv2d as mod
+
+    rng = np.random.default_rng(sum(k) + wd)
+    x = rng.standard_normal((3, 11, wd)).astype(np.float32)
+    w = rng.standard_normal((5, 3, *k)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    want = ref_conv2d(x, w, b, s, d, 1, (pad,) * 4)
+    assert want.shape[2] >= 64
+    check(conv2d(x, w, b, stride=s, dilation=d, padding=pad, method="gemm"), want)
+    real = mod._conv_gemm  # two output rows per block: blocks start mid-image
+    monkeypatch.setattr(
+        mod,
+        "_conv_gemm",
+        lambda *a, **kw: real(*a, **dict(kw, budget=2 * 4 * 3 * k[0] * k[1] * want.shape[2])),
+    )
+    check(conv2d(x, w, b, stride=s, dilation=d, padding=pad, method="gemm"), want)
+
+
 def test_auto_picks_the_fast_paths():
     """VGG-like 3x3 layers go to Winograd, strided and 1x1 layers to the Numba product."""
     import convtool.conv2d as mod

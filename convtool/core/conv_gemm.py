@@ -140,6 +140,18 @@ def im2col(x, kh, kw, sh, sw, dh, dw, y0, y1, ow, patches, r0, r1):
 
     For the output rows ``y0 <= y < y1`` and the patch rows ``r0 <= r < r1``.
     """
+    if ow >= 64:
+        # long rows: slice copies (7x7/2 layer on 224x224x3, one core: 0.71 vs 1.06 ms);
+        # short rows keep the loops below, where a slice's setup costs more than it saves
+        span = sw * (ow - 1) + 1
+        for r in range(r0, r1):
+            c = r // (kh * kw)
+            i = (r // kw) % kh
+            s0 = (r % kw) * dw
+            for y in range(y0, y1):
+                base = (y - y0) * ow
+                patches[r, base : base + ow] = x[c, y * sh + i * dh, s0 : s0 + span : sw]
+        return
     for r in range(r0, r1):
         c = r // (kh * kw)
         i = (r // kw) % kh
