@@ -265,6 +265,21 @@ def test_gemm_long_rows_are_copied_as_slices(monkeypatch, k, s, d, wd, pad):
     check(conv2d(x, w, b, stride=s, dilation=d, padding=pad, method="gemm"), want)
 
 
+def test_gemm_dot_sums_long_rows_in_chunks():
+    """Patch rows over 1 MiB: the dot products run over chunks of taps, later ones added on."""
+    from convtool.core.conv_gemm import DOT_CHUNK, DOT_L2_FLOATS
+
+    rng = np.random.default_rng(5)
+    for c, k in ((75, 3), (2 * DOT_CHUNK // 9 + 1, 3), (40, 5)):  # 2, 3 and 2 chunks
+        assert c * k * k > DOT_CHUNK and 20 * 21 * c * k * k > DOT_L2_FLOATS
+        x = rng.standard_normal((c, 20, 21)).astype(np.float32)
+        w = rng.standard_normal((6, c, k, k)).astype(np.float32)  # four channels + two
+        b = rng.standard_normal(6).astype(np.float32)
+        pad = k // 2  # 20x21 outputs: 21 pixels a row, 4 x 5 + 1
+        want = ref_conv2d(x, w, b, padding=(pad,) * 4)
+        check(conv2d(x, w, b, padding=pad, method="gemm"), want)
+
+
 def test_auto_picks_the_fast_paths():
     """VGG-like 3x3 layers go to Winograd, strided and 1x1 layers to the Numba product."""
     import convtool.conv2d as mod
