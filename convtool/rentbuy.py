@@ -69,8 +69,8 @@ COMPILE_NS: dict[str, float] = {
     "conv_winograd.winograd_f43": 3e9,
     "conv_winograd.weight_transform": 0.5e9,
     "conv_gemm.gemm_bias": 1.5e9,
-    "conv_gemm.im2col": 0.5e9,
-    "conv_gemm.gemm_dot": 1.0e9,
+    "conv_gemm.im2col": 0.6e9,
+    "conv_gemm.gemm_dot": 1.5e9,
     "conv_gemm.im2row": 0.4e9,
     "png.unfilter": 0.5e9,
 }
