@@ -653,11 +653,24 @@ def check_not_input(outputs: Iterable[str | os.PathLike], inputs: Iterable[str |
             )
 
 
+def temp_path(dest: str | os.PathLike) -> Path:
+    """The temporary name an output is written under before its rename: ``.NAME.HEX.tmp``.
+
+    Examples
+    --------
+    >>> p = temp_path("out/a.png")
+    >>> (p.parent.name, p.name.startswith(".a.png."), p.suffix)
+    ('out', True, '.tmp')
+    """
+    dest = Path(dest)
+    return dest.parent / f".{dest.name}.{secrets.token_hex(4)}.tmp"
+
+
 def atomic_write(dest: str | os.PathLike, write) -> None:
     """Call ``write(fileobj)`` on a temporary file next to ``dest``, then rename it."""
     dest = Path(dest)
     parent = dest.parent
-    tmp = parent / f".{dest.name}.{secrets.token_hex(4)}.tmp"
+    tmp = temp_path(dest)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     except FileNotFoundError:

@@ -354,12 +354,12 @@ def _tiles(bands: Iterator[list[np.ndarray]], width: int) -> Iterator[np.ndarray
 
 
 def _temp_name(dest: str) -> str:
-    import secrets
+    from .io import temp_path
 
     parent = os.path.dirname(os.path.abspath(dest))
     if not os.path.isdir(parent):
         raise InputError(f"{dest}: output directory {parent} does not exist")
-    return os.path.join(parent, f".{os.path.basename(dest.rstrip('/'))}.{secrets.token_hex(4)}.tmp")
+    return os.fspath(temp_path(os.path.abspath(dest.rstrip("/"))))
 
 
 def _atomic_file(dest: str, fill: Callable[[str], None]) -> None:
