@@ -6,6 +6,8 @@ The layer-level convolution that networks (TOML specs and ONNX models) run:
 
 from __future__ import annotations
 
+import functools
+import threading
 from typing import Any
 
 import numpy as np
@@ -72,11 +74,15 @@ def conv2d(
         (:mod:`convtool.core.conv_winograd`). A NaN or infinity in the input
         spreads over the whole 4x4 tile it falls in.
     ``gemm``
-        im2col: the (C/groups * KH * KW, pixels) patch matrix, built in blocks
-        of output rows of at most ~32 MB (a 1x1 stride-1 layer uses the input
-        itself), times the (M/groups, C/groups * KH * KW) weight matrix, by
-        Numba kernels (:mod:`convtool.core.conv_gemm`). Any kernel, stride
-        and dilation.
+        The (M/groups, C/groups * KH * KW) weight matrix times the patch
+        matrix, without building the patch matrix: the padded input is laid
+        out once (split into its stride phases) so that each tap's row of
+        patches is a contiguous run of it, and a micro-kernel keeps an 8 x 32
+        tile of outputs in vector registers over all the taps
+        (:mod:`convtool.core.conv_gemm`; 6 x 16 without AVX-512). Any kernel,
+        stride and dilation. The weights are packed once per array and kept
+        while it lives (checked against a copy on every call unless the array
+        is read-only, as the network loaders leave theirs).
     ``bank``
         :func:`convtool.filtering.convolve` (``pad="valid"``,
         ``correlate=True``, ``combine="stack"``) filters each input channel
@@ -90,9 +96,9 @@ def conv2d(
         layer costs less than loading it (:mod:`convtool.rentbuy`), so a small
         network never pays Numba's start-up or a first compile.
 
-    ``auto`` takes ``winograd`` for 3x3 stride-1 layers with at least 8 input
-    and output channels per group where its products cost at most two thirds
-    of im2col's (maps of about 28x28 and larger), else ``bank`` for a kernel
+    ``auto`` takes ``winograd`` for 3x3 stride-1 layers with 32 or more input
+    and output channels per group on maps of 64x64 and larger (128 or more
+    channels from 56x56), else ``bank`` for a kernel
     side >= 9 or at most 24 (output, input) channel pairs per group (equal
     strides), else ``gemm``. The ``winograd`` and ``gemm`` kernels are serial,
     release the GIL and are spread over :func:`convtool.parallel.get_threads`
@@ -155,10 +161,10 @@ def conv2d(
         raise UsageError("method 'winograd' needs a 3x3 kernel with stride 1 and dilation 1")
     if method == "winograd":
         return _conv_winograd(x, weight, bias, groups, padding, pad_mode, pad_value)
+    if method == "gemm":
+        return _conv_gemm(x, weight, bias, groups, (sh, sw), (dh, dw), padding, pad_mode, pad_value)
     if any(padding):
         x = _pad(x, padding, pad_mode, pad_value)
-    if method == "gemm":
-        return _conv_gemm(x, weight, bias, groups, (sh, sw), (dh, dw), (oh, ow))
     out = np.empty((m, oh, ow), dtype=np.float32)
     for g in range(groups):
         xg = x[g * cg : (g + 1) * cg]
@@ -173,12 +179,6 @@ def conv2d(
     return out
 
 
-#: Taps per output value (C/groups * KH * KW) from which the im2col product runs as
-#: dot products along the taps. Measured on one core, dot vs tiles: 4608 taps x 512
-#: channels x 49 pixels (ResNet-18's 7x7 layers) 1.8 vs 5.1 ms; 576 x 128 x 3136
-#: 2.5 vs 4.9 ms; 27 x 64 x 50176 (a 3-channel first layer) 5.6 vs 2.7 ms.
-GEMM_DOT_MIN_TAPS = 256
-
 #: Tiles per unit of Winograd work (measured: longer product loops win up to ~200).
 WINOGRAD_BLOCK_TILES = 192
 
@@ -190,7 +190,7 @@ def warmup() -> None:
     """Compile (or load from the cache) the Numba kernels of the fast paths.
 
     One float32 signature each: the Winograd kernel and its weight
-    transform, the two gathers (im2col, im2row) and their products.
+    transform, and the tiled product of ``gemm``.
 
     Examples
     --------
@@ -199,8 +199,7 @@ def warmup() -> None:
     x = np.zeros((32, 10, 10), np.float32)
     w = np.zeros((8, 32, 3, 3), np.float32)
     conv2d(x, w, method="winograd")
-    conv2d(x, w, method="gemm")  # 288 taps: im2row and dot products
-    conv2d(x[:8], w[:, :8], method="gemm")  # 72 taps: im2col and tiles
+    conv2d(x, w, method="gemm")
 
 
 #: numpy im2col + BLAS (``matmul``), estimated ns per patch value gathered and
@@ -217,10 +216,8 @@ def _matmul_for_now(method: str, m: int, taps: int, pixels: int) -> bool:
 
     if method == "winograd":
         kernels = ["conv_winograd.winograd_f43", "conv_winograd.weight_transform"]
-    elif taps >= GEMM_DOT_MIN_TAPS:
-        kernels = ["conv_gemm.gemm_dot", "conv_gemm.im2row"]
     else:
-        kernels = ["conv_gemm.gemm_bias", "conv_gemm.im2col"]
+        kernels = ["conv_gemm.gemm_offsets"]
     cost = MATMUL_GATHER_NS * taps * pixels + MATMUL_MAC_NS * m * taps * pixels
     return rentbuy.prefer_numpy(cost, kernels)
 
@@ -245,22 +242,18 @@ def _winograd_blocks(th: int, tw: int, m: int, threads: int) -> tuple[int, int]:
 
 
 def _winograd_pays(c: int, m: int, oh: int, ow: int) -> bool:
-    """Whether Winograd F(4x4, 3x3) beats the im2col product for this layer.
+    """Whether Winograd F(4x4, 3x3) beats the tiled product (``gemm``) for this layer.
 
-    Per (output, input) channel pair its products cost 36 multiply-adds per
-    vector lane (tiles padded to whole vectors in each block) plus the weight
-    transform, measured at about 1000 multiply-adds' worth; im2col costs 9 per
-    output pixel. Winograd needs a third less, and enough channels for the
-    transforms to pay off (measured: benchmarks/bench_network.py). So 3x3
-    layers on 28x28 maps and larger take it, 14x14 and smaller do not.
+    Winograd needs a quarter of the multiply-adds but runs them at a third
+    of the tiled product's rate, and its weight transform and tile padding
+    cost per channel pair; it wins on large maps with enough channels.
+    Measured (two threads, 3x3 stride 1, gemm / winograd time): 64 channels
+    at 224x224 1.3-1.5, 112x112 1.05-1.25, 80x80 1.2, 56x56 0.94-0.98; 256
+    channels at 56x56 1.1-1.2; 128 at 28x28 0.81-0.86, 256 at 14x14 0.5,
+    512 at 7x7 0.2-0.3; 16 channels at 128x128 0.66.
     """
-    if c < 8 or m < 8:
-        return False
-    th, tw = -(-oh // 4), -(-ow // 4)
-    rows, _ = _winograd_blocks(th, tw, m, _threads())
-    blocks = -(-th // rows)
-    lanes = blocks * (-(-rows * tw // 16) * 16)
-    return 36 * lanes + 1000 <= 0.67 * 9 * oh * ow
+    pixels = oh * ow
+    return min(c, m) >= 32 and pixels >= 4096 or min(c, m) >= 128 and pixels >= 3136
 
 
 def _conv_winograd(
@@ -309,47 +302,24 @@ def _conv_winograd(
     return out
 
 
-_WINOGRAD_CACHE: dict[int, tuple[Any, np.ndarray, int, list[np.ndarray]]] = {}
+_WINOGRAD_CACHE: dict[int, tuple[Any, np.ndarray | None, int, list[np.ndarray]]] = {}
 _WINOGRAD_CACHE_MAX = 64
 
 
 def _winograd_weights(w: np.ndarray, groups: int, threads: int) -> list[np.ndarray]:
     """The transformed weights (36, m/groups, c/groups) of each group of ``w``.
 
-    A network runs the same weight arrays on every image, so the transform is
-    kept per array: keyed by ``id(w)``, alive only while ``w`` is (a weak
-    reference), and used only if ``w`` still holds the values it was made
-    from (compared with a copy, which reads 9 values per channel pair instead
-    of computing 36 from them), so a weight changed in place is transformed
-    again.
+    Kept per weight array as :func:`_packed_weights` keeps its panels.
     """
-    import weakref
-
     from .core.conv_winograd import weight_transform
 
-    key = id(w)
-    hit = _WINOGRAD_CACHE.get(key)
-    if hit is not None:
-        ref, copy, g0, us = hit
-        if ref() is w and g0 == groups and copy.shape == w.shape and np.array_equal(copy, w):
-            return us
-    m, c = w.shape[:2]
-    mg = m // groups
-    us = []
-    for g in range(groups):
-        wg = np.ascontiguousarray(w[g * mg : (g + 1) * mg], dtype=np.float32)
+    def transform(wg: np.ndarray) -> np.ndarray:
+        mg, c = wg.shape[:2]
         u = np.empty((36, mg, c), np.float32)
         _spread(weight_transform, (wg, u), mg, threads, 200.0 * mg * c)
-        us.append(u)
-    try:
-        ref = weakref.ref(w)
-    except TypeError:  # pragma: no cover - plain ndarrays take weak references
-        return us
-    if len(_WINOGRAD_CACHE) >= _WINOGRAD_CACHE_MAX:
-        _WINOGRAD_CACHE.pop(next(iter(_WINOGRAD_CACHE)))
-    _WINOGRAD_CACHE[key] = (ref, np.array(w, np.float32), groups, us)
-    weakref.finalize(w, _WINOGRAD_CACHE.pop, key, None)
-    return us
+        return u
+
+    return _cached_transform(_WINOGRAD_CACHE, _WINOGRAD_CACHE_MAX, w, groups, transform)
 
 
 def _conv_gemm(
@@ -359,60 +329,218 @@ def _conv_gemm(
     groups: int,
     stride: tuple[int, int],
     dilation: tuple[int, int],
-    out_size: tuple[int, int],
-    budget: int = 1 << 25,
+    padding: tuple[int, int, int, int],
+    pad_mode: str,
+    pad_value: float,
 ) -> np.ndarray:
-    """im2col + matrix product by the Numba kernels of core.conv_gemm, per group.
+    """Implicit im2col and register-tiled product (:mod:`convtool.core.conv_gemm`), per group.
 
-    The patch matrix is built for blocks of output rows of at most ``budget``
-    bytes; a 1x1 stride-1 convolution uses the input itself as the patch matrix.
+    The padded input is laid out once so that every row of the patch matrix
+    is a contiguous run of one flat array: the input is split into its
+    ``sh x sw`` phases (``phase[c, a, b] = padded[c, a::sh, b::sw]``, the
+    input itself when the stride is 1), and output pixel ``(y, q)`` of tap
+    ``(c, i, j)`` reads phase ``(i*dh % sh, j*dw % sw)`` of channel c at row
+    ``y + i*dh // sh``, column ``q + j*dw // sw``. With the output computed on
+    the phases' full width ``wq`` (``oh * wq`` pixels, the last ``wq - ow``
+    columns of each row thrown away), tap k's row starts at ``offsets[k]``.
+    The extra columns cost ``(wq - ow) / wq`` more work (3% on 56x56 maps, 22%
+    on 7x7), against a patch matrix of ``taps`` times the input's size.
     """
-    from .core.conv_gemm import gemm_bias, gemm_dot, gemm_tiles, im2col, im2row
+    from .core.conv_gemm import MR, NR, gemm_offsets
 
-    (sh, sw), (dh, dw), (oh, ow) = stride, dilation, out_size
+    (sh, sw), (dh, dw) = stride, dilation
+    fill = np.float32(pad_value if pad_mode == "constant" else 0.0)
+    if pad_mode != "constant" and any(padding):
+        x = _pad(x, padding, pad_mode, pad_value)
+        padding = (0, 0, 0, 0)
+    top, bottom, left, right = padding
     c, h, wd = x.shape
     m, cg, kh, kw = w.shape
     mg = m // groups
     taps = cg * kh * kw
-    x = np.ascontiguousarray(x)
-    out = np.empty((m, oh * ow), np.float32)
-    b = np.zeros(m, np.float32) if bias is None else np.ascontiguousarray(bias)
+    hp, wpd = h + top + bottom, wd + left + right
+    oh = (hp - dh * (kh - 1) - 1) // sh + 1
+    ow = (wpd - dw * (kw - 1) - 1) // sw + 1
+    hq, wq = -(-hp // sh), -(-wpd // sw)
+    plane = hq * wq
+    pixels = oh * wq
+    width = -(-pixels // NR) * NR
+    flat = _scratch("flat", c * sh * sw * plane + width + NR)
+    phases = flat[: c * sh * sw * plane].reshape(c, sh, sw, hq, wq)
+    flat[c * sh * sw * plane :] = fill  # the slack the last tiles read past the end
+    for a in range(sh):
+        for b in range(sw):
+            # phase rows r hold padded row a + r*sh, i.e. input row a + r*sh - top
+            r0, r1 = max(0, -(-(top - a) // sh)), min(hq, (top + h - 1 - a) // sh + 1)
+            s0, s1 = max(0, -(-(left - b) // sw)), min(wq, (left + wd - 1 - b) // sw + 1)
+            r1, s1 = max(r0, r1), max(s0, s1)
+            phase = phases[:, a, b]
+            phase[:, :r0] = fill  # the border: only what the input does not cover
+            phase[:, r1:] = fill
+            phase[:, r0:r1, :s0] = fill
+            phase[:, r0:r1, s1:] = fill
+            if r1 > r0 and s1 > s0:
+                phase[:, r0:r1, s0:s1] = x[
+                    :,
+                    r0 * sh + a - top : (r1 - 1) * sh + a - top + 1 : sh,
+                    s0 * sw + b - left : (s1 - 1) * sw + b - left + 1 : sw,
+                ]
+    offsets = _tap_offsets(cg, kh, kw, sh, sw, dh, dw, hq, wq)
+    packed = _packed_weights(w, groups)
+    panels = packed[0].size // (taps * MR)
+    b = np.zeros(m, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
     threads = _threads()
-    direct = (kh, kw, sh, sw) == (1, 1, 1, 1) and (oh, ow) == (h, wd)
-    # long rows of taps: dot products (rows per pixel, a few MB at a time); else im2col tiles
-    dot = taps >= GEMM_DOT_MIN_TAPS and not direct
-    if dot:
-        budget = min(budget, 1 << 22)
-    rows = max(1, min(oh, budget // (4 * taps * ow)))
-    patches = None
-    if not direct:
-        patches = np.empty((rows * ow, taps) if dot else (taps, rows * ow), np.float32)
+    m_block, n_block = _gemm_blocks(
+        panels, width // NR, threads, 4 * panels * MR * taps, 4 * cg * sh * sw * plane
+    )
+    items = -(-panels // m_block) * -(-(width // NR) // n_block)
+    direct = groups == 1 and mg == panels * MR and (width, wq) == (pixels, ow)
+    out = np.empty((m, oh, ow), np.float32)
+    group_size = cg * sh * sw * plane
     for g in range(groups):
-        xg = x[g * cg : (g + 1) * cg]
-        wg = np.ascontiguousarray(w[g * mg : (g + 1) * mg].reshape(mg, taps))
-        bg = b[g * mg : (g + 1) * mg]
-        og = out[g * mg : (g + 1) * mg]
-        if direct:
-            part = xg.reshape(cg, h * wd)
-            work = float(mg) * taps * h * wd
-            _spread(gemm_bias, (wg, part, bg, og, 0), gemm_tiles(mg, h * wd), threads, work)
-            continue
-        for y0 in range(0, oh, rows):
-            y1 = min(oh, y0 + rows)
-            n = (y1 - y0) * ow
-            if dot:
-                part = patches if y1 - y0 == rows else np.empty((n, taps), np.float32)
-                args = (xg, kh, kw, sh, sw, dh, dw, y0, ow, part)
-                _spread(im2row, args, n, threads, float(n) * taps)
-                args = (wg, part, bg, og, y0 * ow)
-                _spread(gemm_dot, args, -(-mg // 4), threads, float(mg) * taps * n)
-            else:
-                part = patches if y1 - y0 == rows else np.empty((taps, n), np.float32)
-                args = (xg, kh, kw, sh, sw, dh, dw, y0, y1, ow, part)
-                _spread(im2col, args, taps, threads, float(n) * taps)
-                args = (wg, part, bg, og, y0 * ow)
-                _spread(gemm_bias, args, gemm_tiles(mg, n), threads, float(mg) * taps * n)
-    return out.reshape(m, oh, ow)
+        bg = np.zeros(panels * MR, np.float32)
+        bg[:mg] = b[g * mg : (g + 1) * mg]
+        if direct:  # the product is the result
+            res = out.reshape(m, width)
+            final, rows = res, 0
+        else:  # the product in scratch; each work item copies its part out (cropped)
+            res = _scratch("product", panels * MR * width).reshape(panels * MR, width)
+            final, rows = out[g * mg : (g + 1) * mg].reshape(mg, oh * ow), mg
+        args = (packed[g], flat[g * group_size :], offsets, bg, res, m_block, n_block,
+                final, rows, ow, wq)  # fmt: skip
+        _spread(gemm_offsets, args, items, threads, float(mg) * taps * pixels)
+    return out
+
+
+_SCRATCH = threading.local()
+#: Largest scratch array kept between calls (floats: 64 MiB).
+SCRATCH_KEEP = 1 << 24
+
+
+def _scratch(name: str, size: int) -> np.ndarray:
+    """A float32 work array of ``size`` values, reused by this thread's later calls.
+
+    Fresh arrays of a megabyte or more come from mmap, and the kernel zeroes
+    every page on first touch: 800-1600 page faults per call on 56x56 to
+    80x80 maps, which cost more than the product itself with two threads
+    faulting at once (3.2 vs 2.0 ms on 56x56).
+    """
+    pool = getattr(_SCRATCH, "arrays", None)
+    if pool is None:
+        pool = _SCRATCH.arrays = {}
+    arr = pool.get(name)
+    if arr is None or arr.size < size:
+        arr = np.empty(size, np.float32)
+        if size <= SCRATCH_KEEP:
+            pool[name] = arr
+    return arr[:size]
+
+
+@functools.lru_cache(maxsize=256)
+def _gemm_blocks(
+    panels: int, n_panels: int, threads: int, weight_bytes: int, input_bytes: int
+) -> tuple[int, int]:
+    """(weight panels, pixel panels) per work item of :func:`gemm_offsets`.
+
+    At most 32 panels of weights (their KC taps, 256 KiB, stay in L2 while
+    the item's pixel tiles pass) and 8 of pixels (the item's outputs stay in
+    cache from one run of taps to the next). Among the splits that give
+    every thread two items (or as many as there are tiles), the one that
+    moves least: each pixel block reads all the weights of its item and each
+    weight block the input, so deep layers (ResNet's 7x7 maps: 9.4 MB of
+    weights, 166 KB of input) split the channels and shallow ones the pixels
+    (measured on 512->512 at 7x7, two threads: 1.6 ms splitting pixels, 0.8
+    splitting channels).
+    """
+    least = -(-panels // 32)
+    m_blocks = {-(-panels // k) for k in range(least, least * 2 * threads + 1)}
+    n_blocks = {b for b in (8, 4, 2, 1) if b <= n_panels} | {min(n_panels, 8)}
+    best: tuple = ()
+    for mb in m_blocks:
+        for nb in n_blocks:
+            rows, cols = -(-panels // mb), -(-n_panels // nb)
+            short = rows * cols < min(2 * threads, panels * n_panels)
+            moved = cols * weight_bytes + rows * input_bytes
+            key = (short, moved, -rows * cols, mb, nb)
+            best = min(best, key) if best else key
+    return best[3], best[4]
+
+
+@functools.lru_cache(maxsize=256)
+def _tap_offsets(
+    cg: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, hq: int, wq: int
+) -> np.ndarray:
+    """Where tap (c, i, j)'s patch row starts in the phase layout of :func:`_conv_gemm`."""
+    c, i, j = np.meshgrid(np.arange(cg), np.arange(kh) * dh, np.arange(kw) * dw, indexing="ij")
+    phase = (c * sh + i % sh) * sw + j % sw
+    offsets = (phase * (hq * wq) + (i // sh) * wq + j // sw).ravel().astype(np.int64)
+    offsets.setflags(write=False)
+    return offsets
+
+
+_PACKED_CACHE: dict[int, tuple[Any, np.ndarray | None, int, list[np.ndarray]]] = {}
+_PACKED_CACHE_MAX = 128
+
+
+def _packed_weights(w: np.ndarray, groups: int) -> list[np.ndarray]:
+    """The weights of each group as MR-channel panels (:func:`conv_gemm.pack_weights`).
+
+    A network runs the same weight arrays on every image, so the panels are
+    kept per array (keyed by ``id(w)``, alive only while ``w`` is): a
+    read-only array whose memory nobody can write (its bases read-only too,
+    as the network loaders leave their weights) is trusted; a writeable one
+    is compared with a copy first, so a weight changed in place is packed
+    again.
+    """
+    from .core.conv_gemm import pack_weights
+
+    return _cached_transform(
+        _PACKED_CACHE,
+        _PACKED_CACHE_MAX,
+        w,
+        groups,
+        lambda wg: pack_weights(wg.reshape(wg.shape[0], -1)),
+    )
+
+
+def _frozen(a: np.ndarray) -> bool:
+    """Whether nothing can change ``a``'s values: read-only all the way down its bases."""
+    while isinstance(a, np.ndarray):
+        if a.flags.writeable:
+            return False
+        a = a.base
+    return a is None or isinstance(a, bytes)
+
+
+def _cached_transform(
+    cache: dict, limit: int, w: np.ndarray, groups: int, transform: Any
+) -> list[np.ndarray]:
+    """``transform`` of each group of ``w``, kept per weight array (see :func:`_packed_weights`)."""
+    import weakref
+
+    key = id(w)
+    hit = cache.get(key)
+    if hit is not None:
+        ref, copy, g0, result = hit
+        if ref() is w and g0 == groups:
+            if copy is None and _frozen(w):
+                return result
+            if copy is not None and copy.shape == w.shape and np.array_equal(copy, w):
+                return result
+    mg = w.shape[0] // groups
+    result = [
+        transform(np.ascontiguousarray(w[g * mg : (g + 1) * mg], dtype=np.float32))
+        for g in range(groups)
+    ]
+    try:
+        ref = weakref.ref(w)
+    except TypeError:  # pragma: no cover - plain ndarrays take weak references
+        return result
+    if len(cache) >= limit:
+        cache.pop(next(iter(cache)))
+    cache[key] = (ref, None if _frozen(w) else np.array(w, np.float32), groups, result)
+    weakref.finalize(w, cache.pop, key, None)
+    return result
 
 
 def _threads() -> int:

@@ -68,10 +68,7 @@ COMPILE_NS: dict[str, float] = {
     "match.greedy_suppress": 0.4e9,
     "conv_winograd.winograd_f43": 3e9,
     "conv_winograd.weight_transform": 0.5e9,
-    "conv_gemm.gemm_bias": 1.5e9,
-    "conv_gemm.im2col": 0.6e9,
-    "conv_gemm.gemm_dot": 1.5e9,
-    "conv_gemm.im2row": 0.4e9,
+    "conv_gemm.gemm_offsets": 0.5e9,
     "png.unfilter": 0.5e9,
 }
 

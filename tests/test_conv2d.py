@@ -213,81 +213,104 @@ def test_gemm_matches_reference(c, m, k, s, d, h, w, pad, groups, seed):
     check(got, want)
 
 
-def test_gemm_in_row_blocks_and_1x1_without_copy(monkeypatch):
-    """A patch matrix over budget is built in blocks of output rows; 1x1 reads the input."""
-    import convtool.conv2d as mod
-
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((5, 23, 19)).astype(np.float32)
-    w3 = rng.standard_normal((7, 5, 3, 3)).astype(np.float32)
-    w1 = rng.standard_normal((6, 5, 1, 1)).astype(np.float32)
-    real = mod._conv_gemm
-    monkeypatch.setattr(
-        mod, "_conv_gemm", lambda *a, **kw: real(*a, **dict(kw, budget=12 * 25 * 4 * 19 * 4))
-    )
-    check(conv2d(x, w3, padding=1, method="gemm"), ref_conv2d(x, w3, padding=(1,) * 4))
-    check(conv2d(x, w1, method="gemm"), ref_conv2d(x, w1))
-    # 300 taps: the dot-product pair (im2row), in blocks of rows; 6 output channels
-    # (one group of four and two left over), 19 pixels a row (four and three left over)
-    x = rng.standard_normal((12, 23, 19)).astype(np.float32)
-    w5 = rng.standard_normal((6, 12, 5, 5)).astype(np.float32)
-    b = rng.standard_normal(6).astype(np.float32)
-    want = ref_conv2d(x, w5, b, stride=(2, 1), padding=(2, 2, 2, 2))
-    check(conv2d(x, w5, b, stride=(2, 1), padding=2, method="gemm"), want)
-
-
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize(
-    "k, s, d, wd, pad",
+    "c, m, k, s, d, size, pads, groups",
     [
-        ((7, 7), (2, 2), (1, 1), 133, 3),
-        ((3, 5), (1, 3), (2, 1), 200, 1),
-        ((1, 1), (1, 1), (1, 1), 70, 1),
-        ((2, 3), (3, 1), (1, 2), 70, 0),
+        (3, 1, (3, 3), (1, 1), (1, 1), (9, 10), (1, 1, 1, 1), 1),  # one channel: a tile of one row
+        (5, "mr-1", (3, 3), (1, 1), (1, 1), (17, 23), (1, 2, 0, 3), 1),  # asymmetric pads
+        (4, "mr+1", (7, 7), (2, 2), (1, 1), (40, 37), (3, 3, 3, 3), 1),  # a stem: 4 phases
+        (60, "2mr+3", (5, 5), (1, 1), (1, 1), (9, 8), (2, 2, 2, 2), 1),  # 1500 taps: 6 runs of KC
+        (6, "mr", (3, 5), (3, 2), (2, 1), (31, 29), (0, 1, 2, 0), 2),  # phases of a dilated tap
+        (8, "2mr", (1, 1), (1, 1), (1, 1), (7, 9), (0, 0, 0, 0), 1),  # the input read as it is
+        (16, "2mr", (1, 1), (2, 2), (1, 1), (28, 28), (0, 0, 0, 0), 1),  # 1x1 stride 2
     ],
 )
-def test_gemm_long_rows_are_copied_as_slices(monkeypatch, k, s, d, wd, pad):
-    """Output rows of 64+ pixels: im2col copies input rows as (strided) slices, in row blocks too."""
+def test_gemm_tiles_edges_and_phases(c, m, k, s, d, size, pads, groups, threads):
+    """Channel counts off the MR-row tiles, pixel counts off the NR-wide tiles, taps over
+    KC, every stride phase: against the float64 reference, on one and two threads."""
+    from convtool.core.conv_gemm import KC, MR
+    from convtool.parallel import threads as use_threads
+
+    m = {"mr-1": MR - 1, "mr+1": MR + 1, "2mr+3": 2 * MR + 3, "mr": MR, "2mr": 2 * MR}.get(m, m)
+    rng = np.random.default_rng(c * 31 + m)
+    x = rng.standard_normal((c * groups, *size)).astype(np.float32)
+    w = rng.standard_normal((m * groups, c, *k)).astype(np.float32)
+    b = rng.standard_normal(m * groups).astype(np.float32)
+    want = ref_conv2d(x, w, b, s, d, groups, pads)
+    assert c != 60 or c * k[0] * k[1] > 5 * KC  # the case meant to take several runs of taps
+    with use_threads(threads):
+        got = conv2d(x, w, b, stride=s, dilation=d, groups=groups, padding=pads, method="gemm")
+    check(got, want)
+    # a constant other than zero fills the border (the phases start from it)
+    want = ref_conv2d(x, w, b, s, d, groups, pads, pad_value=1.5)
+    got = conv2d(x, w, b, stride=s, dilation=d, groups=groups, padding=pads, pad_value=1.5,
+                 method="gemm")  # fmt: skip
+    check(got, want)
+
+
+def test_gemm_whole_tiles_are_written_straight_into_the_result():
+    """MR-multiple channels, no padding, NR-multiple pixels: no scratch product, no crop."""
+    from convtool.core.conv_gemm import MR, NR
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((5, 2, NR)).astype(np.float32)
+    w = rng.standard_normal((2 * MR, 5, 1, 1)).astype(np.float32)
+    got = conv2d(x, w, method="gemm")
+    assert got.flags.c_contiguous and got.flags.owndata
+    check(got, ref_conv2d(x, w))
+
+
+def test_gemm_blocks_give_every_thread_work():
     import convtool.conv2d as mod
 
-    rng = np.random.default_rng(sum(k) + wd)
-    x = rng.standard_normal((3, 11, wd)).astype(np.float32)
-    w = rng.standard_normal((5, 3, *k)).astype(np.float32)
-    b = rng.standard_normal(5).astype(np.float32)
-    want = ref_conv2d(x, w, b, s, d, 1, (pad,) * 4)
-    assert want.shape[2] >= 64
-    check(conv2d(x, w, b, stride=s, dilation=d, padding=pad, method="gemm"), want)
-    real = mod._conv_gemm  # two output rows per block: blocks start mid-image
-    monkeypatch.setattr(
-        mod,
-        "_conv_gemm",
-        lambda *a, **kw: real(*a, **dict(kw, budget=2 * 4 * 3 * k[0] * k[1] * want.shape[2])),
+    for panels, n_panels in [(64, 2), (32, 7), (8, 102), (1, 1), (3, 1), (200, 400)]:
+        for threads in (1, 2, 4):
+            for weights, inputs in [(10**7, 10**5), (10**5, 10**7)]:
+                mb, nb = mod._gemm_blocks(panels, n_panels, threads, weights, inputs)
+                assert 1 <= mb <= min(panels, 32) and 1 <= nb <= min(n_panels, 8)
+                items = -(-panels // mb) * -(-n_panels // nb)
+                assert items >= min(2 * threads, panels * n_panels)
+    # ResNet-18's 7x7 layers: big weights, small input: split the channels, not the pixels
+    assert mod._gemm_blocks(64, 2, 2, 9_437_184, 165_888) == (16, 2)
+
+
+def test_packed_weights_are_kept_for_frozen_arrays_and_checked_for_writeable_ones():
+    """A read-only weight array is packed once; a writeable one is repacked when its
+    values change in place; a read-only view of a writeable array is not trusted."""
+    import convtool.conv2d as mod
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((4, 12, 12)).astype(np.float32)
+    frozen = rng.standard_normal((9, 4, 3, 3)).astype(np.float32)
+    frozen.setflags(write=False)
+    first = mod._packed_weights(frozen, 1)
+    assert mod._packed_weights(frozen, 1) is first
+    assert mod._PACKED_CACHE[id(frozen)][1] is None  # no copy kept for a frozen array
+    writeable = frozen.copy()
+    conv2d(x, writeable, padding=1, method="gemm")
+    writeable[2, 1, 0, 0] += 3.0
+    check(
+        conv2d(x, writeable, padding=1, method="gemm"), ref_conv2d(x, writeable, padding=(1,) * 4)
     )
-    check(conv2d(x, w, b, stride=s, dilation=d, padding=pad, method="gemm"), want)
-
-
-def test_gemm_dot_sums_long_rows_in_chunks():
-    """Patch rows over 1 MiB: the dot products run over chunks of taps, later ones added on."""
-    from convtool.core.conv_gemm import DOT_CHUNK, DOT_L2_FLOATS
-
-    rng = np.random.default_rng(5)
-    for c, k in ((75, 3), (2 * DOT_CHUNK // 9 + 1, 3), (40, 5)):  # 2, 3 and 2 chunks
-        assert c * k * k > DOT_CHUNK and 20 * 21 * c * k * k > DOT_L2_FLOATS
-        x = rng.standard_normal((c, 20, 21)).astype(np.float32)
-        w = rng.standard_normal((6, c, k, k)).astype(np.float32)  # four channels + two
-        b = rng.standard_normal(6).astype(np.float32)
-        pad = k // 2  # 20x21 outputs: 21 pixels a row, 4 x 5 + 1
-        want = ref_conv2d(x, w, b, padding=(pad,) * 4)
-        check(conv2d(x, w, b, padding=pad, method="gemm"), want)
+    view = writeable[:]
+    view.setflags(write=False)
+    assert not mod._frozen(view)
+    conv2d(x, view, padding=1, method="gemm")
+    writeable[5, 0, 1, 1] -= 2.0
+    check(conv2d(x, view, padding=1, method="gemm"), ref_conv2d(x, writeable, padding=(1,) * 4))
 
 
 def test_auto_picks_the_fast_paths():
-    """VGG-like 3x3 layers go to Winograd, strided and 1x1 layers to the Numba product."""
+    """Large 3x3 maps go to Winograd, small, strided and 1x1 layers to the tiled product."""
     import convtool.conv2d as mod
 
-    assert mod._winograd_pays(64, 64, 56, 56)
+    assert mod._winograd_pays(64, 64, 224, 224) and mod._winograd_pays(128, 128, 112, 112)
     assert not mod._winograd_pays(3, 64, 224, 224)  # first layer: three channels
-    assert mod._winograd_pays(128, 128, 28, 28)  # one block, channels split over threads
-    assert not mod._winograd_pays(256, 256, 14, 14)  # the weight transform costs too much
+    assert not mod._winograd_pays(16, 16, 128, 128)  # few channels
+    assert not mod._winograd_pays(64, 64, 56, 56) and mod._winograd_pays(256, 256, 56, 56)
+    assert not mod._winograd_pays(128, 128, 28, 28)  # small maps: the tiled product
+    assert not mod._winograd_pays(512, 512, 7, 7)
     rng = np.random.default_rng(4)
     x = rng.standard_normal((16, 40, 40)).astype(np.float32)
     for shape, kw in [((16, 16, 3, 3), {"padding": 1}), ((24, 16, 1, 1), {"stride": 2})]:

@@ -137,6 +137,8 @@ def _array(onnx: Any, tensor: Any) -> np.ndarray:
     arr = onnx.numpy_helper.to_array(tensor)
     if arr.dtype.kind == "f" and arr.dtype != np.float32:
         arr = arr.astype(np.float32)
+    if arr.base is None:  # read-only, as the network's weights are (see graph._freeze)
+        arr.setflags(write=False)
     return arr
 
 
