@@ -445,25 +445,31 @@ def _gemm_blocks(
     At most 32 panels of weights (their KC taps, 256 KiB, stay in L2 while
     the item's pixel tiles pass) and 8 of pixels (the item's outputs stay in
     cache from one run of taps to the next). Among the splits that give
-    every thread two items (or as many as there are tiles), the one that
-    moves least: each pixel block reads all the weights of its item and each
-    weight block the input, so deep layers (ResNet's 7x7 maps: 9.4 MB of
+    every thread two items (or as many as there are tiles) and none more than
+    15% over an even share of the tiles, the one that moves least: each
+    pixel block reads all the weights of its item and each weight block the
+    input, so deep layers (ResNet's 7x7 maps: 9.4 MB of
     weights, 166 KB of input) split the channels and shallow ones the pixels
     (measured on 512->512 at 7x7, two threads: 1.6 ms splitting pixels, 0.8
     splitting channels).
     """
-    least = -(-panels // 32)
-    m_blocks = {-(-panels // k) for k in range(least, least * 2 * threads + 1)}
-    n_blocks = {b for b in (8, 4, 2, 1) if b <= n_panels} | {min(n_panels, 8)}
+
+    def splits(count: int, cap: int) -> set[int]:
+        least = -(-count // cap)
+        return {-(-count // k) for k in range(least, min(count, least + 4 * threads) + 1)}
+
+    tiles = panels * n_panels
     best: tuple = ()
-    for mb in m_blocks:
-        for nb in n_blocks:
+    for mb in splits(panels, 32):
+        for nb in splits(n_panels, 8):
             rows, cols = -(-panels // mb), -(-n_panels // nb)
-            short = rows * cols < min(2 * threads, panels * n_panels)
+            short = rows * cols < min(2 * threads, tiles)
+            # the busiest thread's tiles against an even share (items are whole)
+            uneven = -(-rows * cols // threads) * mb * nb * threads / tiles > 1.15
             moved = cols * weight_bytes + rows * input_bytes
-            key = (short, moved, -rows * cols, mb, nb)
+            key = (short, uneven, moved, -rows * cols, mb, nb)
             best = min(best, key) if best else key
-    return best[3], best[4]
+    return best[4], best[5]
 
 
 @functools.lru_cache(maxsize=256)
