@@ -61,7 +61,7 @@ SEQUENCES = ("pseudorandom", "random")
 
 #: Below this many input samples a kernel runs on the calling thread: waking
 #: the thread pool costs more than the work (and much more on a busy machine).
-SERIAL_BELOW = 1 << 20
+SERIAL_BELOW = 1 << 19
 
 #: numpy path, estimated ns per output value per window sample, and per
 #: gathered (padded) input sample.
@@ -686,7 +686,7 @@ def _reduce(
         parallel.run_blocks(
             lambda i0, i1: special(*box, rows.lo + i0, rows.lo + i1, cols.lo, cols.hi, padding),
             rows.hi - rows.lo,
-            work=(rows.hi - rows.lo) * ow,
+            work=(rows.hi - rows.lo) * ow * f * f,
             nthreads=nthreads,
         )
         strips = (

@@ -7,6 +7,7 @@ a Net keeps per image shape against a fresh run."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -130,3 +131,26 @@ def test_matmul_above_the_small_size_and_transposed_views():
     big = rng.standard_normal((SMALL_PRODUCT // 4096 + 1, 64)).astype(np.float32)  # > SMALL
     want = big.astype(np.float64) @ big[:64].T.astype(np.float64)
     np.testing.assert_allclose(matmul(big, big[:64].T), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (64, 100, 101), (2, 600, 601)])
+def test_elementwise_split_over_threads_equals_numpy(shape):
+    """ReLU and residual sums of large maps run in parts on the compute threads."""
+    import numba  # noqa: F401  (loaded: the parts go to the team)
+
+    from convtool.network.ops import ELEMENTWISE_SPLIT, elementwise
+    from convtool.parallel import threads
+
+    rng = np.random.default_rng(len(shape))
+    a = rng.standard_normal(shape).astype(np.float32)
+    b = rng.standard_normal(shape).astype(np.float32)
+    with threads(2):
+        for got, want in [
+            (elementwise(np.maximum, a, 0.0), np.maximum(a, 0)),
+            (elementwise(np.add, a, b), a + b),
+            (elementwise(np.add, a[..., ::-1], b), a[..., ::-1] + b),  # a strided view
+            (elementwise(np.add, a, b[..., :1]), a + b[..., :1]),  # broadcast: numpy's own
+        ]:
+            assert got.dtype == np.float32 and got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
+    assert (a.size >= ELEMENTWISE_SPLIT) == (len(shape) == 3)  # the maps are split, not (3, 5)

@@ -51,7 +51,7 @@ def _pause(typingctx):
 @njit(cache=True, nogil=True)
 def wait_change(state, index, seen, spins):
     """Spin until ``state[index] != seen``: the new value, or ``seen`` after ``spins`` tries."""
-    for _ in range(spins):
+    for _ in range(spins + 1):
         value = _load_acquire(state, index)
         if value != seen:
             return value
@@ -62,7 +62,7 @@ def wait_change(state, index, seen, spins):
 @njit(cache=True, nogil=True)
 def wait_all(state, first, count, value, spins):
     """Spin until ``state[first : first + count]`` all equal ``value`` (False: gave up)."""
-    for _ in range(spins):
+    for _ in range(spins + 1):
         done = True
         for i in range(first, first + count):
             if _load_acquire(state, i) != value:

@@ -214,7 +214,12 @@ def _pad_crop(x: Array, widths: list[tuple[int, int]], mode: str, value: float) 
 
 @register("Relu")
 def relu(inputs, attrs, opset, n_outputs):
-    return [np.maximum(inputs[0], 0).astype(inputs[0].dtype, copy=False)]
+    x = inputs[0]
+    if x.dtype == np.float32:
+        from .ops import elementwise
+
+        return [elementwise(np.maximum, x, 0.0)]
+    return [np.maximum(x, 0).astype(x.dtype, copy=False)]
 
 
 @register("LeakyRelu")
@@ -505,6 +510,10 @@ def lrn(inputs, attrs, opset, n_outputs):
 def _binary(name: str, fn: Callable[[Array, Array], Array]) -> None:
     def op(inputs, attrs, opset, n_outputs):
         a, b = inputs[0], inputs[1]
+        if name == "Add" and a.dtype == np.float32 and getattr(b, "shape", None) == a.shape:
+            from .ops import elementwise
+
+            return [elementwise(np.add, a, b)]  # residual sums of whole maps
         out = fn(a, b)
         if name not in ("Equal", "Less", "Greater", "And", "Or"):
             out = np.asarray(out, a.dtype)

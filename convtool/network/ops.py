@@ -430,8 +430,51 @@ def _plan_leaky_relu(layer: Layer, ins: list[Layer]) -> Shape:
     return layer.in_shape
 
 
+#: Values from which an element-wise map is split over the compute threads
+#: (measured, ReLU with two threads: 64x112x112 0.24 -> 0.17 ms; 64x56x56 0.06
+#: either way; 128x28x28 0.03 -> 0.055).
+ELEMENTWISE_SPLIT = 1 << 19
+
+
+def elementwise(ufunc: np.ufunc, a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
+    """``ufunc(a, b)`` as float32, large maps split over the compute threads.
+
+    numpy releases the GIL in its loops, and once Numba is loaded the team
+    threads of :mod:`convtool.parallel` wait for work, so two threads take a
+    third off a ReLU of 64x112x112 values. ``b`` is a scalar or an array
+    (an array of another shape or dtype: numpy's broadcasting, not split).
+
+    Examples
+    --------
+    >>> elementwise(np.maximum, np.array([-1.0, 2.0], np.float32), 0.0).tolist()
+    [0.0, 2.0]
+    """
+    from ..parallel import get_threads, run_blocks
+
+    a = np.ascontiguousarray(a, np.float32)
+    if np.ndim(b) == 0:
+        b = np.float32(b)
+    elif b.shape != a.shape or b.dtype != np.float32:
+        return ufunc(a, b).astype(np.float32, copy=False)
+    else:
+        b = np.ascontiguousarray(b)
+    n = a.size
+    if n < ELEMENTWISE_SPLIT or get_threads() == 1:
+        return ufunc(a, b)
+    out = np.empty_like(a)
+    flat_a, flat_o = a.reshape(-1), out.reshape(-1)
+    flat_b = b if np.ndim(b) == 0 else b.reshape(-1)
+
+    def part(lo: int, hi: int) -> None:
+        rhs = flat_b if np.ndim(flat_b) == 0 else flat_b[lo:hi]
+        ufunc(flat_a[lo:hi], rhs, out=flat_o[lo:hi])
+
+    run_blocks(part, n, work=16.0 * n)
+    return out
+
+
 def _relu(layer: Layer, x: np.ndarray) -> np.ndarray:
-    return np.maximum(x, np.float32(0))
+    return elementwise(np.maximum, x, 0.0)
 
 
 def _leaky_relu(layer: Layer, x: np.ndarray) -> np.ndarray:
