@@ -111,7 +111,25 @@ def _spatial_pads(
     return pads[:n], pads[n:]
 
 
+#: _geometry's answers per (node attributes, input shape, kernel): a network
+#: asks the same ones for every image (0.3 ms of ResNet-18's run). The entry
+#: holds the attrs dict itself, so its id is not reused while the entry lives.
+_GEOMETRY: dict[tuple, tuple] = {}
+
+
 def _geometry(attrs: dict, x: Array, kernel: Sequence[int] | None = None):
+    key = (id(attrs), x.shape, None if kernel is None else tuple(kernel))
+    hit = _GEOMETRY.get(key)
+    if hit is not None and hit[0] is attrs:
+        return hit[1]
+    answer = tuple(tuple(part) for part in _geometry_of(attrs, x, kernel))
+    if len(_GEOMETRY) >= 4096:
+        _GEOMETRY.clear()
+    _GEOMETRY[key] = (attrs, answer)
+    return answer
+
+
+def _geometry_of(attrs: dict, x: Array, kernel: Sequence[int] | None):
     n = x.ndim - 2
     kernel = _ints(kernel if kernel is not None else attrs["kernel_shape"])
     strides = _ints(attrs.get("strides", [1] * n))

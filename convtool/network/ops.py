@@ -377,10 +377,18 @@ def pool_planes(
         per = -(-max(hp, rows) // s)  # output rows per plane (some past the last window)
         hb = per * s  # rows per plane: a whole number of strides
         wb = max(wp, cols)
-        buf = np.full((c * hb + f, wb), skip, np.float32)
+        from ..conv2d import _scratch  # reused: no fresh pages to fault in per call
+
+        buf = _scratch("pool", (c * hb + f) * wb).reshape(c * hb + f, wb)
         planes = buf[: c * hb].reshape(c, hb, wb)
-        if any(padding) and fill != skip:
-            planes[:, :hp, :wp] = fill
+        buf[c * hb :] = skip
+        planes[:, hp:] = skip  # beyond the padding: rows and columns left out
+        planes[:, :hp, wp:] = skip
+        border = fill if any(padding) else skip
+        planes[:, :top, :wp] = border
+        planes[:, top + h : hp, :wp] = border
+        planes[:, top : top + h, :left] = border
+        planes[:, top : top + h, left + w : wp] = border
         planes[:, top : top + h, left : left + w] = x
         flat = buf
     out = pool(flat, mode, size=f, stride=s)
