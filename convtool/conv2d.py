@@ -408,7 +408,7 @@ def _conv_gemm(
             final, rows = out[g * mg : (g + 1) * mg].reshape(mg, oh * ow), mg
         args = (packed[g], flat[g * group_size :], offsets, bg, res, m_block, n_block,
                 final, rows, ow, wq)  # fmt: skip
-        _spread(gemm_offsets, args, items, threads, float(mg) * taps * pixels)
+        _spread_claimed(gemm_offsets, args, items, threads, float(mg) * taps * pixels)
     return out
 
 
@@ -554,6 +554,16 @@ def _threads() -> int:
     from .parallel import get_threads
 
     return get_threads()
+
+
+def _spread_claimed(kernel: Any, args: tuple, items: int, threads: int, work: float) -> None:
+    """Run ``kernel(*args, claimed)`` once on each of up to ``threads`` compute threads;
+    the kernel claims its work items from the shared counter ``claimed``."""
+    from .parallel import run_blocks
+
+    claimed = np.zeros(1, np.int64)
+    run_blocks(lambda lo, hi: kernel(*args, claimed), min(items, threads), work=work,
+               nthreads=threads)  # fmt: skip
 
 
 def _spread(kernel: Any, args: tuple, items: int, threads: int, work: float) -> None:

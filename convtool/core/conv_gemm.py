@@ -30,6 +30,8 @@ from numba import njit, types
 from numba.core import cgutils, config
 from numba.extending import intrinsic
 
+from .spin import fetch_add
+
 
 def _has_avx512() -> bool:
     """Whether Numba compiles for a CPU with AVX-512 (its target, not only the host)."""
@@ -141,8 +143,13 @@ def _micro(typingctx, wp, w_off, flat, offsets, k0, kc, n0, out, o_off, ldo, bia
 
 
 @njit(cache=True, nogil=True)
-def gemm_offsets(wp, flat, offsets, bias, out, m_block, n_block, final, rows, ow, wq, t0, t1):
-    """out = packed weights x implicit patch matrix, work items t0 <= t < t1.
+def gemm_offsets(wp, flat, offsets, bias, out, m_block, n_block, final, rows, ow, wq, claimed):
+    """out = packed weights x implicit patch matrix, for the work items this thread claims.
+
+    Every thread of the job calls this once; each takes the next unclaimed
+    item (``claimed[0]``, an atomic counter) until none is left, so the
+    items balance over the threads without a return to Python (and its
+    GIL) per item.
 
     ``wp``: the packed weights (:func:`pack_weights`); ``flat``: the
     laid-out input, patch row k being ``flat[offsets[k] : offsets[k] + N]``
@@ -163,7 +170,11 @@ def gemm_offsets(wp, flat, offsets, bias, out, m_block, n_block, final, rows, ow
     n_panels = ldo // NR
     n_blocks = (n_panels + n_block - 1) // n_block
     pixels = final.shape[1] // ow * wq
-    for t in range(t0, t1):
+    items = ((panels + m_block - 1) // m_block) * n_blocks
+    while True:
+        t = fetch_add(claimed, 0, 1)
+        if t >= items:
+            break
         bm = t // n_blocks
         bn = t - bm * n_blocks
         p0 = bm * m_block

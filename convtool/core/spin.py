@@ -72,3 +72,15 @@ def wait_all(state, first, count, value, spins):
             return True
         _pause()
     return False
+
+
+@intrinsic
+def fetch_add(typingctx, arr, index, value):
+    """Atomically add ``value`` to ``arr[index]`` (int64) and return what it held before."""
+    sig = types.int64(arr, index, value)
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        return builder.atomic_rmw("add", builder.gep(data, [args[1]]), args[2], "monotonic")
+
+    return sig, codegen
