@@ -349,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             w = rng.standard_normal((m, c, k, k)).astype(np.float32) * np.float32(
                 np.sqrt(2 / (c * k * k))
             )
+            w.setflags(write=False)  # as a network's weights are: packed once, then trusted
             b = rng.standard_normal(m).astype(np.float32)
             xin = rng.standard_normal((c, side, side)).astype(np.float32)
             cases.append((f"ResNet-18 {name}: {c}->{m} at {side}", xin, w, b, stride, pad))

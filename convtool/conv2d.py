@@ -190,16 +190,22 @@ def warmup() -> None:
     """Compile (or load from the cache) the Numba kernels of the fast paths.
 
     One float32 signature each: the Winograd kernel and its weight
-    transform, and the tiled product of ``gemm``.
+    transform, the tiled product of ``gemm``, and the waits of the compute
+    threads' team (:mod:`convtool.core.spin`).
 
     Examples
     --------
     >>> warmup()
     """
+    from .core.spin import wait_all, wait_change
+
     x = np.zeros((32, 10, 10), np.float32)
     w = np.zeros((8, 32, 3, 3), np.float32)
     conv2d(x, w, method="winograd")
     conv2d(x, w, method="gemm")
+    state = np.zeros(3, np.int64)
+    wait_change(state, 0, 1, 0)
+    wait_all(state, 1, 2, 0, 0)
 
 
 #: numpy im2col + BLAS (``matmul``), estimated ns per patch value gathered and

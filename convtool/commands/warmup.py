@@ -32,7 +32,7 @@ _STEPS: tuple[tuple, ...] = (
 #: --cold --signatures), to share the steps out evenly; unknown steps count 1 s.
 #: filtering is one step: its two drivers share the tap loops, which two
 #: processes would each compile.
-_COST = {"filtering": 18.5, "conv2d": 7.5, "pooling": 5.0, "detection": 3.1, "png": 0.6}
+_COST = {"filtering": 18.5, "conv2d": 5.0, "pooling": 5.0, "detection": 3.1, "png": 0.6}
 
 
 def _share(steps: list[tuple], jobs: int) -> list[list[tuple]]:
