@@ -760,3 +760,6 @@ def warmup() -> None:
     pool(x, "stochastic", seed=0)
     pool(x, "stochastic", eval=True)
     pool(x, "fractional", seed=0)
+    from .network.ops import max_3x3_s2_planes  # networks' 3x3/2 max pool of planes
+
+    max_3x3_s2_planes(x[None], (1, 1, 1, 1), False)

@@ -154,3 +154,27 @@ def test_elementwise_split_over_threads_equals_numpy(shape):
             assert got.dtype == np.float32 and got.shape == want.shape
             np.testing.assert_array_equal(got, want)
     assert (a.size >= ELEMENTWISE_SPLIT) == (len(shape) == 3)  # the maps are split, not (3, 5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    c=st.integers(1, 4),
+    h=st.integers(1, 20),
+    w=st.integers(1, 20),
+    pads=st.tuples(st.integers(0, 1), st.integers(0, 1), st.integers(0, 1), st.integers(0, 1)),
+    ceil=st.booleans(),
+    seed=st.integers(0, 1000),
+)
+def test_max_3x3_s2_planes_equals_pool_planes(c, h, w, pads, ceil, seed):
+    """The stem's 3x3/2 max pool read in place equals the padded-copy path."""
+    import numba  # noqa: F401  (loaded: the compiled path is taken)
+
+    from convtool.network.ops import max_3x3_s2_planes, pool_planes
+
+    x = np.random.default_rng(seed).standard_normal((c, h, w)).astype(np.float32)
+    want = pool_planes(x, "max", 3, 2, pads, ceil)
+    got = max_3x3_s2_planes(x, pads, ceil)
+    if want is None:
+        assert got is None or min(h + pads[0] + pads[1], w + pads[2] + pads[3]) < 3
+        return
+    np.testing.assert_array_equal(got, want)

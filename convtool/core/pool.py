@@ -370,3 +370,77 @@ def fractional_max(x, out, rows, cols, overlap, i0, i1):  # pragma: no cover - c
                 for c in range(cols[j], c1):
                     acc = max(acc, row[c])
                 o[j] = acc
+
+
+@njit(cache=True)
+def _edge_max(row, o, q0, q1, left, first):  # pragma: no cover - compiled
+    """Outputs q0 <= q < q1 of a 3-wide stride-2 row max, taps outside ``row`` left out."""
+    w = row.shape[0]
+    for q in range(q0, q1):
+        v = -np.inf
+        for j in range(3):
+            col = 2 * q - left + j
+            if 0 <= col < w:
+                v = max(v, row[col])
+        o[q] = v if first else max(o[q], v)
+
+
+@njit(cache=True, nogil=True)
+def max_3x3_s2_planes(x, out, top, left, c0, c1):  # pragma: no cover - compiled
+    """3x3 stride-2 max pooling of planes c0 <= c < c1 of a (C, H, W) stack, in place.
+
+    Output (y, q) covers rows ``2y - top ..`` and columns ``2q - left ..`` of
+    its plane; what lies outside the plane is left out (padding of -inf and
+    ceil mode's overhang), so the planes are read where they are, with no
+    padded copy. Columns whose three taps are all inside run in the
+    vectorised loop of :func:`max_3x3_s2`.
+    """
+    h = x.shape[1]
+    w = x.shape[2]
+    oh = out.shape[1]
+    ow = out.shape[2]
+    q_lo = min(ow, max(0, (left + 1) // 2))  # first q with 2q - left >= 0
+    q_hi = max(q_lo, min(ow, (w - 3 + left) // 2 + 1))  # past the last with 2q - left + 2 < w
+    for c in range(c0, c1):
+        plane = x[c]
+        for y in range(oh):
+            o = out[c, y]
+            r0 = 2 * y - top
+            if r0 >= 0 and r0 + 2 < h:  # all three rows inside: one pass, as max_3x3_s2
+                ra = plane[r0]
+                rb = plane[r0 + 1]
+                rc = plane[r0 + 2]
+                for q in range(q_lo, q_hi):
+                    s = np.uint64(2 * q - left)
+                    a = max(max(ra[s], ra[s + _ONE]), ra[s + _TWO])
+                    b = max(max(rb[s], rb[s + _ONE]), rb[s + _TWO])
+                    d = max(max(rc[s], rc[s + _ONE]), rc[s + _TWO])
+                    o[np.uint64(q)] = max(max(a, b), d)
+                for e in range(q_lo + ow - q_hi):  # the edge columns: taps outside left out
+                    q = e if e < q_lo else q_hi + e - q_lo
+                    v = -np.inf
+                    for j in range(3):
+                        col = 2 * q - left + j
+                        if 0 <= col < w:
+                            v = max(v, max(max(ra[col], rb[col]), rc[col]))
+                    o[q] = v
+                continue
+            rows = 0
+            for i in range(3):
+                if 0 <= r0 + i < h:
+                    row = plane[r0 + i]
+                    if rows == 0:
+                        for q in range(q_lo, q_hi):
+                            s = np.uint64(2 * q - left)
+                            o[np.uint64(q)] = max(max(row[s], row[s + _ONE]), row[s + _TWO])
+                    else:
+                        for q in range(q_lo, q_hi):
+                            s = np.uint64(2 * q - left)
+                            v = max(max(row[s], row[s + _ONE]), row[s + _TWO])
+                            o[np.uint64(q)] = max(o[np.uint64(q)], v)
+                    _edge_max(row, o, 0, q_lo, left, rows == 0)
+                    _edge_max(row, o, q_hi, ow, left, rows == 0)
+                    rows += 1
+            if rows == 0:
+                for q in range(ow):
+                    o[q] = -np.inf

@@ -398,10 +398,14 @@ def _fast_pool(x: Array, kind: str, kernel, strides, dilations, begin, end, ceil
     padding = (top, bottom, left, right)
     if min(padding) < 0 or max(padding) > k // 2:
         return None
-    from .ops import pool_planes
+    from .ops import max_3x3_s2_planes, pool_planes
 
     n, c, h, w = x.shape
     planes = np.ascontiguousarray(x, np.float32).reshape(n * c, h, w)
+    if kind == "max" and (k, s) == (3, 2):
+        out = max_3x3_s2_planes(planes, padding, ceil)
+        if out is not None:
+            return out.reshape(n, c, *out.shape[1:])
     out = pool_planes(planes, kind, k, s, padding, ceil)
     if out is None:
         return None

@@ -401,6 +401,39 @@ def pool_planes(
     return out
 
 
+def max_3x3_s2_planes(
+    x: np.ndarray, padding: tuple[int, int, int, int], ceil: bool
+) -> np.ndarray | None:
+    """3x3 stride-2 max pooling of every plane of a (C, H, W) stack (ResNet's and
+    GoogLeNet's stem), read in place on the compute threads; ``None`` while
+    Numba is not loaded (then :func:`pool_planes`) or when a window would not
+    fit. The same numbers as :func:`pool_planes` with -inf padding.
+
+    Examples
+    --------
+    >>> x = np.arange(25, dtype=np.float32).reshape(1, 5, 5)
+    >>> out = max_3x3_s2_planes(x, (1, 1, 1, 1), False)
+    >>> out is None or out.tolist() == [[[6.0, 8.0, 9.0], [16.0, 18.0, 19.0], [21.0, 23.0, 24.0]]]
+    True
+    """
+    from .. import rentbuy
+    from ..modes import pool_output_size
+    from ..parallel import run_blocks
+
+    top, bottom, left, right = padding
+    c, h, w = x.shape
+    if not rentbuy.numba_loaded() or h + top + bottom < 3 or w + left + right < 3:
+        return None
+    from ..core.pool import max_3x3_s2_planes as kernel
+
+    oh = pool_output_size(h, 3, 2, padding=top, padding_after=bottom, ceil=ceil)
+    ow = pool_output_size(w, 3, 2, padding=left, padding_after=right, ceil=ceil)
+    x = np.ascontiguousarray(x, np.float32)
+    out = np.empty((c, oh, ow), np.float32)
+    run_blocks(lambda c0, c1: kernel(x, out, top, left, c0, c1), c, work=9.0 * out.size)
+    return out
+
+
 def _run_pool(layer: Layer, x: np.ndarray) -> np.ndarray:
     from ..pooling import pool
 
