@@ -31,6 +31,8 @@ def conv2d(
 ) -> np.ndarray:
     """Multi-channel 2-D convolution with PyTorch ``conv2d`` semantics.
 
+    (:func:`conv2d_relu` gives the ReLU of the result as well.)
+
     Parameters
     ----------
     x : (C, H, W) array
@@ -112,6 +114,44 @@ def conv2d(
     >>> conv2d(x, np.ones((1, 2, 3, 3), np.float32), np.array([1.0], np.float32))[0, 0].tolist()
     [19.0, 19.0]
     """
+    options = dict(stride=stride, dilation=dilation, groups=groups, padding=padding,
+                   pad_mode=pad_mode, pad_value=pad_value, method=method)  # fmt: skip
+    return _conv2d(x, weight, bias, relu=False, **options)[0]
+
+
+def conv2d_relu(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, **options: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`conv2d` and the ReLU of its result: (y, max(y, 0)).
+
+    A network keeps both maps; the ``gemm`` path writes the ReLU while each
+    tile of the product is in cache, instead of reading the map again.
+    ``options`` are :func:`conv2d`'s.
+
+    Examples
+    --------
+    >>> y, r = conv2d_relu(np.ones((1, 3, 3), np.float32), -np.ones((2, 1, 1, 1), np.float32))
+    >>> float(y.min()), float(r.max())
+    (-1.0, 0.0)
+    """
+    return _conv2d(x, weight, bias, relu=True, **options)  # type: ignore[return-value]
+
+
+def _conv2d(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    *,
+    relu: bool,
+    stride: int | tuple[int, int] = 1,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    padding: int | tuple[int, int, int, int] = 0,
+    pad_mode: str = "constant",
+    pad_value: float = 0.0,
+    method: str = "auto",
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """conv2d's validation and dispatch; (y, its ReLU if ``relu`` else None)."""
     x = np.asarray(x, dtype=np.float32)
     weight = np.asarray(weight, dtype=np.float32)
     if x.ndim != 3 or weight.ndim != 4:
@@ -159,24 +199,26 @@ def conv2d(
         raise UsageError(f"unknown conv2d method {method!r}: use {', '.join(METHODS)}")
     elif method == "winograd" and not winograd_ok:
         raise UsageError("method 'winograd' needs a 3x3 kernel with stride 1 and dilation 1")
-    if method == "winograd":
-        return _conv_winograd(x, weight, bias, groups, padding, pad_mode, pad_value)
     if method == "gemm":
-        return _conv_gemm(x, weight, bias, groups, (sh, sw), (dh, dw), padding, pad_mode, pad_value)
-    if any(padding):
-        x = _pad(x, padding, pad_mode, pad_value)
-    out = np.empty((m, oh, ow), dtype=np.float32)
-    for g in range(groups):
-        xg = x[g * cg : (g + 1) * cg]
-        wg = weight[g * mg : (g + 1) * mg]
-        og = out[g * mg : (g + 1) * mg]
-        if method == "bank":
-            _conv_bank(xg, wg, og, (sh, sw), (dh, dw))
-        else:
-            _conv_matmul(xg, wg, og, (sh, sw), (dh, dw))
-    if bias is not None:
-        out += bias[:, None, None]
-    return out
+        geometry = ((sh, sw), (dh, dw), padding, pad_mode, pad_value)
+        return _conv_gemm(x, weight, bias, groups, *geometry, relu=relu)
+    if method == "winograd":
+        out = _conv_winograd(x, weight, bias, groups, padding, pad_mode, pad_value)
+    else:
+        if any(padding):
+            x = _pad(x, padding, pad_mode, pad_value)
+        out = np.empty((m, oh, ow), dtype=np.float32)
+        for g in range(groups):
+            xg = x[g * cg : (g + 1) * cg]
+            wg = weight[g * mg : (g + 1) * mg]
+            og = out[g * mg : (g + 1) * mg]
+            if method == "bank":
+                _conv_bank(xg, wg, og, (sh, sw), (dh, dw))
+            else:
+                _conv_matmul(xg, wg, og, (sh, sw), (dh, dw))
+        if bias is not None:
+            out += bias[:, None, None]
+    return out, (np.maximum(out, np.float32(0)) if relu else None)
 
 
 #: Tiles per unit of Winograd work (measured: longer product loops win up to ~200).
@@ -338,7 +380,8 @@ def _conv_gemm(
     padding: tuple[int, int, int, int],
     pad_mode: str,
     pad_value: float,
-) -> np.ndarray:
+    relu: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Implicit im2col and register-tiled product (:mod:`convtool.core.conv_gemm`), per group.
 
     The padded input is laid out once so that every row of the patch matrix
@@ -403,19 +446,26 @@ def _conv_gemm(
     direct = groups == 1 and mg == panels * MR and (width, wq) == (pixels, ow)
     out = np.empty((m, oh, ow), np.float32)
     group_size = cg * sh * sw * plane
+    rectified = np.empty((m, oh, ow), np.float32) if relu and not direct else None
+    no_relu = np.empty((0, 0), np.float32)
     for g in range(groups):
         bg = np.zeros(panels * MR, np.float32)
         bg[:mg] = b[g * mg : (g + 1) * mg]
+        relu_part = no_relu
         if direct:  # the product is the result
             res = out.reshape(m, width)
             final, rows = res, 0
         else:  # the product in scratch; each work item copies its part out (cropped)
             res = _scratch("product", panels * MR * width).reshape(panels * MR, width)
             final, rows = out[g * mg : (g + 1) * mg].reshape(mg, oh * ow), mg
+            if rectified is not None:
+                relu_part = rectified[g * mg : (g + 1) * mg].reshape(mg, oh * ow)
         args = (packed[g], flat[g * group_size :], offsets, bg, res, m_block, n_block,
-                final, rows, ow, wq)  # fmt: skip
+                final, rows, ow, wq, relu_part)  # fmt: skip
         _spread_claimed(gemm_offsets, args, items, threads, float(mg) * taps * pixels)
-    return out
+    if relu and rectified is None:
+        rectified = np.maximum(out, np.float32(0))
+    return out, rectified
 
 
 _SCRATCH = threading.local()

@@ -352,3 +352,27 @@ def test_winograd_weight_transform_is_kept_per_array_and_redone_on_change():
     del wt, w, hits
     gc.collect()
     assert key not in mod._WINOGRAD_CACHE
+
+
+@pytest.mark.parametrize(
+    "method, shape, kw",
+    [
+        ("gemm", (20, 8, 3, 3), {"padding": 1}),  # cropped: the ReLU written per work item
+        ("gemm", (16, 8, 1, 1), {}),  # whole tiles: the product is the result
+        ("gemm", (12, 4, 3, 3), {"padding": 1, "groups": 2, "stride": 2}),
+        ("winograd", (16, 8, 3, 3), {"padding": 1}),
+        ("bank", (4, 8, 5, 5), {"padding": 2}),
+    ],
+)
+def test_conv2d_relu_gives_the_map_and_its_relu(method, shape, kw):
+    from convtool.conv2d import conv2d_relu
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((8, 12, 32)).astype(np.float32)
+    x[0, 3, 4] = np.nan  # NaN stays NaN in the ReLU, as np.maximum keeps it
+    w = rng.standard_normal(shape).astype(np.float32)
+    b = rng.standard_normal(shape[0]).astype(np.float32)
+    y, r = conv2d_relu(x, w, b, method=method, **kw)
+    np.testing.assert_array_equal(y, conv2d(x, w, b, method=method, **kw))
+    np.testing.assert_array_equal(r, np.maximum(y, 0))
+    assert np.isnan(r).any() == np.isnan(y).any()

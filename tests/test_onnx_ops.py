@@ -485,3 +485,31 @@ def test_resize_refuses_what_it_does_not_do():
     ):
         with pytest.raises(UsageError, match=message):
             ONNX_OPS["Resize"]([x, None, up], attrs, 18, 1)
+
+
+def test_conv_followed_by_relu_hands_over_its_relu_map(tmp_path):
+    """A Conv whose map a Relu reads writes the ReLU with its product; the Relu's map
+    is that array, equal to max(conv, 0), and nothing is left waiting after the walk."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from convtool.network import feature_maps, load_net, onnx_import
+
+    rng = np.random.default_rng(4)
+    w = numpy_helper.from_array(rng.standard_normal((16, 3, 3, 3)).astype(np.float32), "w")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Add", ["c", "r"], ["y"], name="add"),  # the conv map read again
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 20, 24])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    model = helper.make_model(helper.make_graph(nodes, "m", [x], [y], [w]),
+                              opset_imports=[helper.make_opsetid("", 13)])  # fmt: skip
+    path = tmp_path / "conv_relu.onnx"
+    path.write_bytes(model.SerializeToString())
+    net = load_net(path)
+    img = rng.standard_normal((20, 24, 3)).astype(np.float32)
+    maps = {layer.name: a for layer, a in feature_maps(img, net)}
+    np.testing.assert_array_equal(maps["relu"], np.maximum(maps["conv"], 0))
+    np.testing.assert_allclose(maps["add"], maps["conv"] + maps["relu"], rtol=1e-6)
+    assert not onnx_import._RELU_READY

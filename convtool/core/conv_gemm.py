@@ -143,7 +143,8 @@ def _micro(typingctx, wp, w_off, flat, offsets, k0, kc, n0, out, o_off, ldo, bia
 
 
 @njit(cache=True, nogil=True)
-def gemm_offsets(wp, flat, offsets, bias, out, m_block, n_block, final, rows, ow, wq, claimed):
+def gemm_offsets(wp, flat, offsets, bias, out, m_block, n_block, final, rows, ow, wq, relu,
+                 claimed):  # fmt: skip
     """out = packed weights x implicit patch matrix, for the work items this thread claims.
 
     Every thread of the job calls this once; each takes the next unclaimed
@@ -162,7 +163,8 @@ def gemm_offsets(wp, flat, offsets, bias, out, m_block, n_block, final, rows, ow
     With ``rows`` > 0 each finished item also copies its part of ``out`` to
     ``final`` (rows x oh*ow) while it is in cache: the first ``rows`` output
     channels, pixels taken as an (oh, wq) grid of which the first ``ow``
-    columns are kept.
+    columns are kept; and, when ``relu`` has rows, their ReLU to ``relu``
+    (the network's next map, written while the values are in cache).
     """
     taps = offsets.shape[0]
     panels = wp.shape[0] // (taps * MR)
@@ -188,12 +190,16 @@ def gemm_offsets(wp, flat, offsets, bias, out, m_block, n_block, final, rows, ow
                     _micro(wp, (k0 * panels + p * kc) * MR, flat, offsets, k0, kc, q * NR,
                            out, p * MR * ldo + q * NR, ldo, bias, p * MR, k0 == 0)  # fmt: skip
         if rows > 0:
-            _crop(out, final, min(rows, p1 * MR), p0 * MR, q0 * NR, min(q1 * NR, pixels), ow, wq)
+            _crop(out, final, relu, min(rows, p1 * MR), p0 * MR, q0 * NR, min(q1 * NR, pixels),
+                  ow, wq)  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
-def _crop(out, final, m1, m0, a0, a1, ow, wq):
-    """final[m, y*ow + q] = out[m, y*wq + q] for q < ow, pixels a0 <= y*wq + q < a1."""
+def _crop(out, final, relu, m1, m0, a0, a1, ow, wq):
+    """final[m, y*ow + q] = out[m, y*wq + q] for q < ow, pixels a0 <= y*wq + q < a1
+    (and relu[m, ...] = max(that, 0), NaN kept, when ``relu`` has rows)."""
+    with_relu = relu.shape[0] > 0
+    zero = np.float32(0.0)
     for m in range(m0, m1):
         src = out[m]
         dst = final[m]
@@ -208,6 +214,10 @@ def _crop(out, final, m1, m0, a0, a1, ow, wq):
                 s = src[a : a + stop - q]
                 for i in range(stop - q):
                     d[i] = s[i]
+                if with_relu:
+                    r = relu[m, y * ow + q : y * ow + stop]
+                    for i in range(stop - q):
+                        r[i] = zero if s[i] < zero else s[i]
             a = end
             y += 1
 

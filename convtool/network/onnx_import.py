@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
-from .onnx_ops import ONNX_OPS
+from .onnx_ops import ONNX_OPS, RELU_TOO
 from .spec import Net
 
 MIN_OPSET = 11
@@ -590,6 +590,7 @@ def to_nodes(g: OnnxGraph) -> tuple:
     shapes: dict[str, tuple[int, ...]] = {g.input_name: own}
     kinds: dict[str, str] = {g.input_name: "input"}
     used = {v for n in g.nodes for v in n.inputs if v} | set(g.outputs)
+    rectified = {n.inputs[0] for n in g.nodes if n.op_type == "Relu" and n.inputs}
     nodes = []
     for node in g.nodes:
         for k, (value, shape) in enumerate(zip(node.outputs, node.shapes, strict=True)):
@@ -622,9 +623,12 @@ def to_nodes(g: OnnxGraph) -> tuple:
                 and len(inputs) == 1
                 and any(kinds.get(v) == "MatMul" for v in node.inputs)
             )
+            attrs = node.attrs
+            if node.op_type == "Conv" and k == 0 and value in rectified:
+                attrs = {**attrs, RELU_TOO: True}  # the Relu's map comes with the product
             info = OnnxInfo(
                 op_type=node.op_type,
-                attrs=node.attrs,
+                attrs=attrs,
                 opset=g.opset,
                 slots=tuple(slots),
                 consts=consts,
@@ -992,9 +996,19 @@ def plan_node(layer: Any, ins: list) -> tuple[int, ...]:
     return shape
 
 
+#: ReLU maps a Conv wrote with its product (``onnx_ops.RELU_TOO``), by the id
+#: of the Conv's map, for the Relu node that reads that map next. Each entry
+#: holds the map itself, so the id is not reused while the entry lives.
+_RELU_READY: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
 def run_node(layer: Any, *values: np.ndarray) -> np.ndarray:
     """Run one ONNX node on the walker's values (batch axis restored, then dropped)."""
     info = _info(layer)
+    if info.op_type == "Relu" and values and info.slots[0] == ("value", 0):
+        ready = _RELU_READY.pop(id(values[0]), None)
+        if ready is not None and ready[0] is values[0]:
+            return ready[1]
     ins: list[np.ndarray | None] = []
     for slot in info.slots:
         if slot is None:
@@ -1014,7 +1028,12 @@ def run_node(layer: Any, *values: np.ndarray) -> np.ndarray:
     out = np.asarray(outs[info.output_index])
     if out.dtype.kind == "f" and out.dtype != np.float32:
         out = out.astype(np.float32)
-    return np.ascontiguousarray(out).reshape(layer.out_shape)
+    result = np.ascontiguousarray(out).reshape(layer.out_shape)
+    if len(outs) > info.n_outputs:  # a Conv's ReLU, for the Relu node that follows
+        if len(_RELU_READY) >= 8:  # a walk that stopped before its Relu (--until)
+            _RELU_READY.pop(next(iter(_RELU_READY)))
+        _RELU_READY[id(result)] = (result, np.ascontiguousarray(outs[-1]).reshape(layer.out_shape))
+    return result
 
 
 def register_all() -> None:

@@ -211,8 +211,19 @@ def conv(inputs: list, attrs: dict, opset: int, n_outputs: int) -> list:
     padding = (max(begin[0], 0), max(end[0], 0), max(begin[1], 0), max(end[1], 0))
     opts = dict(stride=tuple(strides), dilation=tuple(dilations), groups=group, padding=padding)
     if x.shape[0] == 1:  # one image (what the walker gives): no stacked copy
+        if attrs.get(RELU_TOO):
+            from ..conv2d import conv2d_relu
+
+            y, r = conv2d_relu(x[0], w, b, **opts)
+            return [y[None], r[None]]
         return [conv2d(x[0], w, b, **opts)[None]]
     return [np.stack([conv2d(sample, w, b, **opts) for sample in x])]
+
+
+#: Private key in a Conv's attributes (set by the ONNX loader, never an ONNX
+#: name): its output feeds a Relu, so ``conv`` returns the ReLU as a second
+#: array when it can write it with the product (:func:`convtool.conv2d.conv2d_relu`).
+RELU_TOO = " convtool relu"
 
 
 def _pad_crop(x: Array, widths: list[tuple[int, int]], mode: str, value: float) -> Array:
