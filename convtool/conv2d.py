@@ -455,8 +455,8 @@ def _conv_gemm(
         if direct:  # the product is the result
             res = out.reshape(m, width)
             final, rows = res, 0
-        else:  # the product in scratch; each work item copies its part out (cropped)
-            res = _scratch("product", panels * MR * width).reshape(panels * MR, width)
+        else:  # each work item copies its block of the product out (cropped)
+            res = np.empty((0, width), np.float32)  # each thread keeps its own block
             final, rows = out[g * mg : (g + 1) * mg].reshape(mg, oh * ow), mg
             if rectified is not None:
                 relu_part = rectified[g * mg : (g + 1) * mg].reshape(mg, oh * ow)
