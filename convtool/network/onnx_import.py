@@ -137,7 +137,7 @@ def _array(onnx: Any, tensor: Any) -> np.ndarray:
     arr = onnx.numpy_helper.to_array(tensor)
     if arr.dtype.kind == "f" and arr.dtype != np.float32:
         arr = arr.astype(np.float32)
-    if arr.base is None:  # read-only, as the network's weights are (see graph._freeze)
+    if arr.base is None:  # read-only: conv2d then trusts the weights it packed (_frozen)
         arr.setflags(write=False)
     return arr
 
